@@ -1,0 +1,3 @@
+from bulkhead_users.cli import main
+
+main()

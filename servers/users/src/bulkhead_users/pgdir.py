@@ -1,0 +1,201 @@
+"""A directory in a PostgreSQL table, read with asyncpg.
+
+The table and its column names are configurable (`column_map` maps our field names to yours);
+identifiers are validated and quoted, values always travel as query parameters. `groups` is a
+`text[]` column. Ordering uses the "C" collation so results come in the same order as from the
+file backend. Connections are opened lazily and re-opened after a database restart.
+"""
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from bulkhead.errors import UnavailableError
+from bulkhead_users.directory import Page, Query, Record
+from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS
+
+__all__ = ["PostgresDirectory", "quote_identifier"]
+
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def quote_identifier(name: str) -> str:
+    """`name` (optionally `schema.name`) as a quoted SQL identifier; ValueError if it is odd."""
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
+        raise ValueError(
+            f"{name!r} is not a plain SQL identifier (letters, digits, _ and $; optional schema.)"
+        )
+    return ".".join(f'"{part}"' for part in parts)
+
+
+class PostgresDirectory:
+    """The `Directory` backend for a PostgreSQL table."""
+
+    def __init__(
+        self,
+        dsn: str,
+        table: str = "users",
+        column_map: dict[str, str] | None = None,
+        pool_size: int = 4,
+        timeout: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._table = quote_identifier(table)
+        mapping = column_map or {}
+        unknown = [name for name in mapping if name not in ALL_FIELDS]
+        if unknown:
+            raise ValueError(f"column map names unknown field {unknown[0]!r}")
+        self._columns = {name: quote_identifier(mapping.get(name, name)) for name in ALL_FIELDS}
+        self._pool_size = pool_size
+        self._timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+        self._present: tuple[str, ...] = ()
+
+    async def _ensure_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=self._timeout,
+                    command_timeout=self._timeout,
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                raise UnavailableError(
+                    "The user directory database cannot be reached right now; try again in a moment."
+                ) from exc
+            async with pool.acquire() as connection:
+                names = await connection.fetch(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+                    "AND NOT attisdropped",
+                    self._table,
+                )
+            existing = {f'"{row["attname"]}"' for row in names}
+            if self._columns["id"] not in existing:
+                await pool.close()
+                raise ValueError(f"table {self._table} has no id column {self._columns['id']}")
+            self._present = tuple(name for name in ALL_FIELDS if self._columns[name] in existing)
+            self._pool = pool
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect now (at start), so a bad DSN or table is reported before serving."""
+        await self._ensure_pool()
+
+    def _select(self) -> str:
+        parts: list[str] = []
+        for name in ALL_FIELDS:
+            column = self._columns[name]
+            if name not in self._present:
+                parts.append(f"NULL AS {name}")
+            elif name in LIST_FIELDS:
+                parts.append(f"{column}::text[] AS {name}")
+            else:
+                parts.append(f"{column}::text AS {name}")
+        return ", ".join(parts)
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        pool = await self._ensure_pool()
+        try:
+            return await pool.fetch(sql, *args)
+        except _CONNECTION_LOST as exc:
+            raise UnavailableError(
+                "The user directory database connection was lost; try the request again."
+            ) from exc
+
+    @staticmethod
+    def _record(row: asyncpg.Record) -> Record:
+        record: Record = {}
+        for name in ALL_FIELDS:
+            value = row[name]
+            record[name] = list(value or []) if name in LIST_FIELDS else value
+        return record
+
+    def _where(self, query: Query, args: list[Any]) -> str:
+        clauses: list[str] = []
+        if query.text is not None:
+            args.append(query.text)
+            tests = [
+                f"strpos(lower(coalesce({self._columns[name]}::text, '')), ${len(args)}) > 0"
+                for name in query.text_fields
+                if name in self._present
+            ]
+            clauses.append("(" + (" OR ".join(tests) or "false") + ")")
+        for name, value in query.filters:
+            if name not in self._present:
+                clauses.append("false")
+                continue
+            args.append(value)
+            column = self._columns[name]
+            if name in LIST_FIELDS:
+                clauses.append(f"EXISTS (SELECT 1 FROM unnest({column}) AS g WHERE lower(g) = ${len(args)})")
+            else:
+                clauses.append(f"lower({column}::text) = ${len(args)}")
+        return " AND ".join(clauses) or "true"
+
+    async def get(self, key: str, key_fields: Sequence[str]) -> Record | None:
+        """The record whose id, or else email or username (if in `key_fields`), is `key`."""
+        for name in key_fields:
+            if name not in self._present:
+                continue
+            column = self._columns[name]
+            test = f"{column}::text = $1" if name == "id" else f"lower({column}) = lower($1)"
+            order = self._columns["id"]
+            sql = f"SELECT {self._select()} FROM {self._table} WHERE {test} ORDER BY {order} LIMIT 1"
+            rows = await self._fetch(sql, key)
+            if rows:
+                return self._record(rows[0])
+        return None
+
+    async def search(self, query: Query, offset: int, limit: int) -> Page:
+        """Matching records in `query.sort` order (C collation), sliced, with the total."""
+        args: list[Any] = []
+        where = self._where(query, args)
+        sort = self._columns[query.sort]
+        order = "''" if query.sort not in self._present else f"lower(coalesce({sort}::text, ''))"
+        args += [limit, offset]
+        sql = (
+            f"SELECT {self._select()}, count(*) OVER () AS total FROM {self._table} WHERE {where} "
+            f'ORDER BY {order} COLLATE "C", {self._columns["id"]}::text COLLATE "C" '
+            f"LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        rows = await self._fetch(sql, *args)
+        if not rows and offset > 0:
+            count = await self._fetch(
+                f"SELECT count(*) AS total FROM {self._table} WHERE {where}", *args[:-2]
+            )
+            return Page([], int(count[0]["total"]))
+        return Page([self._record(row) for row in rows], int(rows[0]["total"]) if rows else 0)
+
+    async def groups(self, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:
+        """Groups with member counts, by name (case-insensitive, then exact)."""
+        if "groups" not in self._present:
+            return [], 0
+        column = self._columns["groups"]
+        rows = await self._fetch(
+            f"SELECT g AS name, count(*) AS members, count(*) OVER () AS total "
+            f"FROM {self._table}, unnest({column}) AS g GROUP BY g "
+            f'ORDER BY lower(g) COLLATE "C", g COLLATE "C" LIMIT $1 OFFSET $2',
+            limit,
+            offset,
+        )
+        total = int(rows[0]["total"]) if rows else 0
+        return [(row["name"], int(row["members"])) for row in rows], total
+
+    async def aclose(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,3 @@
+"""Bulkhead: the shared package of the Bulkhead MCP servers."""
+
+__all__: list[str] = []

@@ -1,0 +1,187 @@
+"""`BulkheadServer`: an `MCPServer` with the house rules built in.
+
+Every tool call, resource read and prompt get passes through here once, so this is the one place
+that writes audit records and turns unexpected exceptions into a reference id the model can quote
+while the traceback stays in the server log.
+"""
+
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
+from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from pydantic import AnyUrl
+
+from bulkhead.audit import AuditLog, Outcome
+from bulkhead.errors import InternalError, internal_error_message
+from bulkhead.settings import ServerSettings
+from bulkhead.validation import CursorCodec
+
+__all__ = ["PRINCIPAL_SCOPE_KEY", "BulkheadServer", "new_reference"]
+
+PRINCIPAL_SCOPE_KEY = "bulkhead.principal"
+"""Where `bulkhead.auth` leaves the authenticated token's name in the ASGI scope."""
+
+logger = logging.getLogger("bulkhead")
+
+
+def new_reference() -> str:
+    """A short random id that ties an error the caller saw to its log record."""
+    return secrets.token_hex(6)
+
+
+def _principal(context: Context[Any, Any] | None) -> tuple[str, str | None]:
+    """(principal, request id) of the request behind `context`."""
+    if context is None:
+        return "local", None
+    try:
+        request_context = context.request_context
+    except ValueError:
+        return "local", None
+    request = request_context.request
+    scope = getattr(request, "scope", None)
+    principal = "local"
+    if isinstance(scope, dict):
+        principal = str(scope.get(PRINCIPAL_SCOPE_KEY, "anonymous"))  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType] -- ASGI scope
+    request_id = request_context.request_id
+    return principal, None if request_id is None else str(request_id)
+
+
+def _text_size(result: CallToolResult) -> int:
+    return sum(len(block.text) for block in result.content if isinstance(block, TextContent))
+
+
+class BulkheadServer(MCPServer[Any]):
+    """An `MCPServer` that audits every call and hides unexpected errors behind a reference id."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        instructions: str | None = None,
+        version: str = "",
+        **kwargs: Any,
+    ) -> None:
+        name = f"bulkhead-{settings.server_name}"
+        super().__init__(name, instructions=instructions, version=version, **kwargs)
+        self.bulkhead_settings = settings
+        self.audit = AuditLog(settings.server_name, settings.audit)
+        key = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
+        self.cursors = CursorCodec(key)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """Call a tool, writing one audit record; unexpected failures become an `InternalError`."""
+        started = time.perf_counter()
+        outcome: Outcome = "ok"
+        reason: str | None = None
+        size: int | None = None
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            reference = new_reference()
+            logger.error(
+                "tool %s failed unexpectedly (reference %s)", name, reference, exc_info=exc.__cause__ or exc
+            )
+            outcome, reason = "error", f"reference {reference}"
+            raise InternalError(reference) from None
+        except ToolError as exc:
+            outcome, reason = "rejected", str(exc)
+            raise
+        else:
+            if isinstance(result, CallToolResult):
+                size = _text_size(result)
+                if result.is_error:
+                    outcome = "rejected"
+            return result
+        finally:
+            principal, request_id = _principal(context)
+            self.audit.record(
+                operation="tools/call",
+                target=name,
+                arguments=arguments,
+                outcome=outcome,
+                started=started,
+                principal=principal,
+                request_id=request_id,
+                result_size=size,
+                reason=reason,
+            )
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        """Read a resource, writing one audit record; unexpected failures carry only a reference id."""
+        started = time.perf_counter()
+        outcome: Outcome = "ok"
+        reason: str | None = None
+        size: int | None = None
+        try:
+            result = await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:
+            reference = new_reference()
+            logger.error(
+                "resource %s failed unexpectedly (reference %s)",
+                uri,
+                reference,
+                exc_info=exc.__cause__ or exc,
+            )
+            outcome, reason = "error", f"reference {reference}"
+            raise ResourceError(internal_error_message(reference)) from None
+        except ResourceError as exc:
+            outcome, reason = "rejected", str(exc)
+            raise
+        else:
+            if not isinstance(result, InputRequiredResult):
+                result = list(result)
+                size = sum(len(item.content) for item in result)
+            return result
+        finally:
+            principal, request_id = _principal(context)
+            self.audit.record(
+                operation="resources/read",
+                target=str(uri),
+                arguments=None,
+                outcome=outcome,
+                started=started,
+                principal=principal,
+                request_id=request_id,
+                result_size=size,
+                reason=reason,
+            )
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        """Render a prompt, writing one audit record."""
+        started = time.perf_counter()
+        outcome: Outcome = "ok"
+        reason: str | None = None
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except Exception as exc:
+            outcome, reason = "rejected", str(exc)
+            raise
+        finally:
+            principal, request_id = _principal(context)
+            self.audit.record(
+                operation="prompts/get",
+                target=name,
+                arguments=arguments,
+                outcome=outcome,
+                started=started,
+                principal=principal,
+                request_id=request_id,
+                reason=reason,
+            )

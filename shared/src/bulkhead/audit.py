@@ -1,0 +1,109 @@
+"""One structured audit record per tool call, resource read and prompt get.
+
+Records are produced in one place (`bulkhead.app.BulkheadServer`), never by individual tools. They
+carry who asked (the token's name, never the token), what was asked (arguments with secret-looking
+keys redacted and long values cut), how it ended and how long it took; never the result itself.
+"""
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+__all__ = ["AuditLog", "Outcome", "redact_arguments"]
+
+Outcome = Literal["ok", "rejected", "error"]
+
+_SECRET_KEY = re.compile(r"pass|secret|token|api[-_]?key|auth|credential|cookie|session|dsn", re.IGNORECASE)
+_MAX_VALUE = 200
+_MAX_ITEMS = 20
+
+
+def _cut(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return (
+            value
+            if len(value) <= _MAX_VALUE
+            else value[:_MAX_VALUE] + f"...(+{len(value) - _MAX_VALUE} chars)"
+        )
+    if depth >= 3:
+        return "[nested]" if isinstance(value, dict | list) else value
+    if isinstance(value, dict):
+        return redact_arguments(value, depth + 1)  # pyright: ignore[reportUnknownArgumentType] -- JSON object
+    if isinstance(value, list):
+        items = [_cut(item, depth + 1) for item in value[:_MAX_ITEMS]]  # pyright: ignore[reportUnknownVariableType] -- JSON array
+        if len(value) > _MAX_ITEMS:  # pyright: ignore[reportUnknownArgumentType] -- JSON array
+            items.append(f"...(+{len(value) - _MAX_ITEMS} items)")  # pyright: ignore[reportUnknownArgumentType] -- JSON array
+        return items
+    return value
+
+
+def redact_arguments(arguments: dict[str, Any] | None, depth: int = 0) -> dict[str, Any]:
+    """A copy of `arguments` safe to log: secret-looking keys redacted, long values cut."""
+    if not arguments:
+        return {}
+    safe: dict[str, Any] = {}
+    for index, (key, value) in enumerate(arguments.items()):
+        if index >= _MAX_ITEMS:
+            safe["..."] = f"+{len(arguments) - _MAX_ITEMS} keys"
+            break
+        name = _cut(str(key))
+        safe[name] = "[redacted]" if _SECRET_KEY.search(name) else _cut(value, depth)
+    return safe
+
+
+class AuditLog:
+    """Writes audit records as JSON lines to stderr (through logging), to a file, or nowhere."""
+
+    def __init__(self, server: str, sink: str = "stderr") -> None:
+        self.server = server
+        self._logger = logging.getLogger("bulkhead.audit")
+        # Audit records are not diagnostics: they are written whatever --log-level says.
+        self._logger.setLevel(logging.INFO)
+        self._file: TextIO | None = None
+        self.enabled = sink != "off"
+        if sink not in ("stderr", "off"):
+            self._file = Path(sink).open("a", encoding="utf-8", buffering=1)  # noqa: SIM115 -- lives as long as the server
+
+    def record(
+        self,
+        *,
+        operation: str,
+        target: str,
+        arguments: dict[str, Any] | None,
+        outcome: Outcome,
+        started: float,
+        principal: str,
+        request_id: str | None,
+        result_size: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Emit one record; `started` is a `time.perf_counter()` reading from before the work."""
+        if not self.enabled:
+            return
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "server": self.server,
+            "request_id": request_id,
+            "principal": principal,
+            "operation": operation,
+            "target": _cut(target),
+            "arguments": redact_arguments(arguments),
+            "outcome": outcome,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "result_size": result_size,
+        }
+        if reason is not None:
+            entry["reason"] = _cut(reason)
+        if self._file is not None:
+            self._file.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+        else:
+            self._logger.info("audit %s %s %s", operation, entry["target"], outcome, extra={"audit": entry})
+
+    def close(self) -> None:
+        """Close the audit file, if there is one."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,26 @@
+"""Tool results: structured content plus one compact text copy.
+
+Returning a pydantic model from a tool makes the SDK add a pretty-printed JSON text block beside
+the structured content, which nearly doubles what travels. A tool annotated
+`-> Annotated[CallToolResult, Model]` returns `structured(model)` instead: the same structured
+content (still validated against the published output schema) and a single-line text copy for
+clients that read only text.
+"""
+
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+__all__ = ["READ_ONLY", "structured"]
+
+READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+"""Annotations for a tool that only reads from a closed system (a directory, a database, files)."""
+
+
+def structured(model: BaseModel) -> CallToolResult:
+    """A successful result carrying `model` as structured content and as compact JSON text."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=model.model_dump_json(by_alias=True))],
+        structured_content=model.model_dump(mode="json", by_alias=True),
+    )

@@ -1,0 +1,204 @@
+"""Settings every Bulkhead server shares: env vars and CLI flags from one pydantic-settings class.
+
+Each server subclasses `ServerSettings`, sets its own env prefix (`BULKHEAD_<NAME>_`) and adds its
+own fields. Every field is an environment variable and a `--kebab-case` flag at the same time; the
+attribute docstring is its `--help` text.
+"""
+
+import ipaddress
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict, SettingsError
+
+__all__ = ["ConfigError", "ServerSettings", "load_settings", "parse_token_pairs"]
+
+_S = TypeVar("_S", bound="ServerSettings")
+
+CommaList = Annotated[list[str], NoDecode]
+"""A list setting written as `a,b,c` in an env var or flag (JSON lists are accepted too)."""
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message names the setting and what to do."""
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return text  # let pydantic parse a JSON list
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def parse_token_pairs(text: str, *, source: str) -> dict[str, str]:
+    """Parse `name:token` pairs separated by commas or newlines into {token: name}.
+
+    Blank lines and lines starting with `#` are ignored (so a tokens file can carry comments).
+    The error names `source` and the line, never the token itself.
+    """
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(text.replace(",", "\n").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, token = line.partition(":")
+        name, token = name.strip(), token.strip()
+        if not sep or not name or not token:
+            raise ConfigError(f"{source}: entry {number} is not of the form name:token")
+        if len(token) < 16:
+            raise ConfigError(f"{source}: the token named {name!r} is shorter than 16 characters")
+        if token in tokens:
+            raise ConfigError(f"{source}: the token named {name!r} is also used by {tokens[token]!r}")
+        tokens[token] = name
+    return tokens
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerSettings(BaseSettings):
+    """What every Bulkhead server can be told, by env var or by flag."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BULKHEAD_",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+        use_attribute_docstrings=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    server_name: ClassVar[str] = "bulkhead"
+    """The server's short name (`users`, `files`, ...): audit records and the env prefix use it."""
+
+    transport: Literal["stdio", "http"] = "stdio"
+    """How clients reach the server: `stdio` for desktop clients, `http` for Streamable HTTP at /mcp
+    and legacy SSE at /sse from one process."""
+
+    host: str = "127.0.0.1"
+    """Address to bind in http mode. A non-loopback address requires --tokens (or
+    --allow-unauthenticated) and --allowed-hosts."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """TCP port to bind in http mode (0 picks a free port and logs it)."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level of log record written to stderr."""
+
+    log_format: Literal["json", "text"] = "json"
+    """Log record format on stderr: one JSON object per line, or plain text for people."""
+
+    audit: str = "stderr"
+    """Where audit records go: `stderr` (with the logs), `off`, or a file path (JSON lines,
+    appended)."""
+
+    tokens: SecretStr | None = None
+    """Bearer tokens accepted in http mode, as `name:token` pairs separated by commas. The name
+    is what audit records show; the token never appears anywhere."""
+
+    tokens_file: Path | None = None
+    """A file of `name:token` lines (blank lines and `#` comments allowed), read at start."""
+
+    allow_unauthenticated: bool = False
+    """Serve http on a non-loopback address without tokens. Only behind a proxy that
+    authenticates for us."""
+
+    allowed_hosts: CommaList = Field(default_factory=list[str])
+    """Extra values accepted in the Host header (`name` or `name:port`; `name:*` for any port).
+    Loopback names are always accepted. Required when binding a non-loopback address."""
+
+    allowed_origins: CommaList = Field(default_factory=list[str])
+    """Extra values accepted in the Origin header (for example `https://app.example.com`)."""
+
+    stateless_http: bool = False
+    """Serve handshake-era Streamable HTTP without sessions, so any replica can answer any request
+    (2026-07-28 requests are stateless either way)."""
+
+    cursor_secret: SecretStr | None = None
+    """Key that signs pagination cursors. Give every replica the same value so a cursor from one
+    is accepted by another; unset, a random key is made at start."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> Self:
+        if self.transport != "http" or _is_loopback(self.host):
+            return self
+        if not self.tokens and not self.tokens_file and not self.allow_unauthenticated:
+            raise ConfigError(
+                f"host: binding {self.host} exposes the server beyond this machine; set tokens "
+                "(or tokens_file), or pass --allow-unauthenticated if a proxy authenticates callers"
+            )
+        if not self.allowed_hosts:
+            raise ConfigError(
+                f"allowed_hosts: binding {self.host} needs the host names clients will use "
+                "(for example --allowed-hosts mcp.example.com), so DNS-rebinding protection stays on"
+            )
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the http transport binds only to this machine."""
+        return _is_loopback(self.host)
+
+    def token_table(self) -> dict[str, str]:
+        """Accepted bearer tokens mapped to their names, from --tokens and --tokens-file."""
+        table: dict[str, str] = {}
+        if self.tokens is not None:
+            table.update(parse_token_pairs(self.tokens.get_secret_value(), source="tokens"))
+        if self.tokens_file is not None:
+            try:
+                text = self.tokens_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"tokens_file: cannot read {self.tokens_file}: {exc.strerror}") from None
+            table.update(parse_token_pairs(text, source="tokens_file"))
+        return table
+
+
+def _first_error_line(exc: ValidationError, env_prefix: str) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(error.get("ctx", {}).get("error"), ConfigError):
+        return message
+    flag = "--" + field.replace("_", "-")
+    return f"{field} ({flag} / {env_prefix}{field.upper()}): {message}"
+
+
+def _fail(prog: str, line: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: invalid configuration: {line}\n")
+    raise SystemExit(2)
+
+
+def load_settings(cls: type[_S], argv: Sequence[str] | None = None) -> _S:
+    """Build settings from env vars and CLI flags; on bad input print one line and exit 2.
+
+    `--help` prints every setting with its env var and exits 0.
+    """
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    prog = cls.model_config.get("cli_prog_name") or f"bulkhead-{cls.server_name}"
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = CliApp.run(cls, cli_args=args, cli_prog_name=prog, cli_exit_on_error=True)
+        settings.token_table()
+    except ValidationError as exc:
+        _fail(prog, _first_error_line(exc, prefix))
+    except (ConfigError, SettingsError) as exc:
+        _fail(prog, str(exc).splitlines()[0])
+    return settings

@@ -1,0 +1,1 @@
+"""PostgreSQL fixtures (placeholder; replaced by the throwaway-cluster fixture)."""
