@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from bulkhead.app import BulkheadServer
 from bulkhead_users.filedir import FileDirectory
 from bulkhead_users.server import build_server

@@ -3,9 +3,10 @@
 from typing import Any
 
 import pytest
+from mcp_types import CallToolResult
+
 from bulkhead.app import BulkheadServer
 from bulkhead.testing import connect
-from mcp_types import CallToolResult
 
 pytestmark = pytest.mark.anyio
 

@@ -6,20 +6,18 @@ attribute docstring is its `--help` text.
 """
 
 import ipaddress
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict, SettingsError
 
 __all__ = ["ConfigError", "ServerSettings", "load_settings", "parse_token_pairs"]
 
 _S = TypeVar("_S", bound="ServerSettings")
-
-CommaList = Annotated[list[str], NoDecode]
-"""A list setting written as `a,b,c` in an env var or flag (JSON lists are accepted too)."""
 
 
 class ConfigError(ValueError):
@@ -30,9 +28,17 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            return text  # let pydantic parse a JSON list
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("is neither a comma-separated list nor a JSON list") from None
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+# The splitter travels with the type, so every CommaList field (a server's own too) accepts it.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+"""A list setting written as `a,b,c` in an env var or flag (JSON lists are accepted too)."""
 
 
 def parse_token_pairs(text: str, *, source: str) -> dict[str, str]:
@@ -76,6 +82,7 @@ class ServerSettings(BaseSettings):
         cli_implicit_flags=True,
         cli_hide_none_type=True,
         cli_avoid_json=True,
+        cli_show_env_vars=True,
         use_attribute_docstrings=True,
         extra="ignore",
         validate_default=True,
@@ -130,11 +137,6 @@ class ServerSettings(BaseSettings):
     cursor_secret: SecretStr | None = None
     """Key that signs pagination cursors. Give every replica the same value so a cursor from one
     is accepted by another; unset, a random key is made at start."""
-
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return _split_commas(value)
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Self:

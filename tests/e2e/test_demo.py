@@ -1,0 +1,39 @@
+"""The README's demo command starts every server and prints a working client configuration."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import anyio
+import pytest
+from mcp import Client
+
+from bulkhead.testing import server_environment
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() -> None:
+    process = await anyio.open_process(
+        [sys.executable, "-m", "bulkhead.demo", "--port", "0"],
+        env=server_environment(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    output = b""
+    with anyio.fail_after(60):
+        async for chunk in process.stdout:
+            output += chunk
+            if b"\n}\n" in output:
+                break
+    text = output.decode()
+    config = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    url = config["mcpServers"]["bulkhead-users"]["url"]
+    async with Client(url, mode="legacy") as client:
+        result = await client.call_tool("get_user", {"user": "u00001"})
+    assert not result.is_error
+    process.send_signal(signal.SIGINT)
+    with anyio.fail_after(15):
+        assert await process.wait() == 0

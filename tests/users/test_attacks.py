@@ -1,0 +1,146 @@
+"""THREATS.md, users: identifier fuzzing and tampered cursors get clear errors and change nothing."""
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from mcp_types import CallToolResult
+
+from bulkhead.app import BulkheadServer
+from bulkhead.testing import connect
+from bulkhead_users.server import build_server
+from tests.users.conftest import make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+def _text(result: CallToolResult) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+FUZZ_IDENTIFIERS = [
+    "",
+    " ",
+    "u" * 10_000,
+    "u00001\x00",
+    "u00001\nu00002",
+    "\x1b[31mred",
+    "*",
+    "%",
+    "u0000_",
+    "u0000%",
+    ".*",
+    "' OR '1'='1",
+    "u00001'; DROP TABLE users; --",
+    "${jndi:ldap://x}",
+    "../../etc/passwd",
+    "u00001\u202e",
+    "ü" * 300,
+]
+
+
+@pytest.mark.parametrize("identifier", FUZZ_IDENTIFIERS)
+@pytest.mark.parametrize("tool", ["get_user", "get_manager_chain", "list_direct_reports"])
+async def test_fuzzed_identifiers_get_a_clear_error_and_no_data(
+    server: BulkheadServer, tool: str, identifier: str
+) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool(tool, {"user": identifier})
+        healthy = await client.call_tool("get_user", {"user": "u00001"})
+    assert result.is_error
+    assert result.structured_content is None
+    text = _text(result)
+    assert text
+    assert "Internal error" not in text
+    assert not healthy.is_error
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"query": "a" * 201},
+        {"query": "line\nbreak"},
+        {"department": "\x00"},
+        {"department": ""},
+        {"page_size": 0},
+        {"page_size": 101},
+        {"page_size": "ten"},
+        {"page_size": 10**12},
+        {"sort": "x" * 41},
+        {"unexpected": "argument"},
+    ],
+)
+async def test_bad_search_arguments_are_rejected_with_a_message(
+    server: BulkheadServer, arguments: dict[str, Any]
+) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool("search_users", arguments)
+    if "unexpected" in arguments:
+        # Extra arguments are ignored by the schema, never acted on.
+        assert not result.is_error
+        return
+    assert result.is_error
+    assert "Internal error" not in _text(result)
+
+
+async def _first_page(client: Any, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool("search_users", {"page_size": 5, **arguments})
+    assert not result.is_error
+    return result.structured_content
+
+
+def _tamper(cursor: str) -> list[str]:
+    payload, _, signature = cursor.partition(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body["o"] = 0 if body["o"] else 5
+    forged_payload = base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    return [
+        forged_payload + "." + signature,
+        payload + "." + flipped,
+        payload,
+        "." + signature,
+        cursor + "x",
+        "not-a-cursor",
+        "é" * 30,
+        base64.urlsafe_b64encode(b'{"o": 100}').decode(),
+    ]
+
+
+async def test_an_edited_or_forged_cursor_is_rejected(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        first = await _first_page(client, department="Engineering")
+        for bad in _tamper(first["next_cursor"]):
+            result = await client.call_tool("search_users", {"department": "Engineering", "cursor": bad})
+            assert result.is_error, bad
+            assert "start from the first page" in _text(result)
+
+
+async def test_a_cursor_is_bound_to_the_request_it_came_from(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        first = await _first_page(client, department="Engineering")
+        cursor = first["next_cursor"]
+        other_filter = await client.call_tool("search_users", {"department": "Sales", "cursor": cursor})
+        other_tool = await client.call_tool("get_group_members", {"group": "leadership", "cursor": cursor})
+        same = await client.call_tool("search_users", {"department": "engineering ", "cursor": cursor})
+    assert other_filter.is_error
+    assert other_tool.is_error
+    assert not same.is_error
+
+
+async def test_a_cursor_from_another_server_instance_is_rejected(server: BulkheadServer) -> None:
+    other = type(server)(make_settings(audit="off"))
+    async with connect(server) as client:
+        cursor = (await _first_page(client))["next_cursor"]
+    with pytest.raises(Exception, match="cursor"):
+        other.cursors.decode(cursor, ("search_users", None, (), "display_name"))
+
+
+async def test_replicas_sharing_a_cursor_secret_accept_each_others_cursors(bundled: Any) -> None:
+    one = build_server(make_settings(audit="off", cursor_secret="s" * 32), bundled)
+    two = build_server(make_settings(audit="off", cursor_secret="s" * 32), bundled)
+    async with connect(one) as first_client, connect(two) as second_client:
+        cursor = (await _first_page(first_client))["next_cursor"]
+        result = await second_client.call_tool("search_users", {"page_size": 5, "cursor": cursor})
+    assert not result.is_error

@@ -1,0 +1,112 @@
+"""The file backend: JSON and CSV, reload on change, and clear errors for bad files."""
+
+import json
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bulkhead.testing import connect, stdio_parameters
+from bulkhead_users import filedir
+from bulkhead_users.filedir import DirectoryFileError, FileDirectory
+from bulkhead_users.server import build_server
+from tests.users.conftest import make_settings
+
+pytestmark = pytest.mark.anyio
+
+PEOPLE: list[dict[str, object]] = [
+    {"id": "a1", "username": "ann", "email": "ann@example.com", "display_name": "Ann Lee", "groups": ["ops"]},
+    {"id": "b2", "username": "bo", "email": "bo@example.com", "display_name": "Bo Ng", "manager_id": "a1"},
+]
+
+
+def _write_json(path: Path, people: list[dict[str, object]]) -> None:
+    path.write_text(json.dumps(people))
+
+
+async def test_a_json_list_and_a_users_object_both_load(tmp_path: Path) -> None:
+    plain, wrapped = tmp_path / "plain.json", tmp_path / "wrapped.json"
+    _write_json(plain, PEOPLE)
+    wrapped.write_text(json.dumps({"users": PEOPLE}))
+    for path in (plain, wrapped):
+        directory = FileDirectory(path)
+        await directory.open()
+        found = await directory.get("BO@example.com", ("id", "email"))
+        assert found is not None
+        assert found["id"] == "b2"
+
+
+async def test_a_csv_file_loads_with_semicolon_separated_groups(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("id,display_name,groups,unknown_column\nc3,Cy Tan,ops; dev ;,x\n", encoding="utf-8")
+    directory = FileDirectory(path)
+    await directory.open()
+    record = await directory.get("c3", ("id",))
+    assert record is not None
+    assert record["groups"] == ["ops", "dev"]
+    assert "unknown_column" not in record
+
+
+async def test_the_directory_reloads_when_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(filedir, "RECHECK_SECONDS", 0.0)
+    path = tmp_path / "people.json"
+    _write_json(path, PEOPLE)
+    directory = FileDirectory(path)
+    await directory.open()
+    server = build_server(make_settings(audit="off"), directory)
+    async with connect(server) as client:
+        before = await client.call_tool("get_user", {"user": "c3"})
+        _write_json(path, [*PEOPLE, {"id": "c3", "display_name": "Cy Tan"}])
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        after = await client.call_tool("get_user", {"user": "c3"})
+    assert before.is_error
+    assert not after.is_error
+
+
+async def test_a_broken_reload_keeps_serving_the_previous_contents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(filedir, "RECHECK_SECONDS", 0.0)
+    path = tmp_path / "people.json"
+    _write_json(path, PEOPLE)
+    directory = FileDirectory(path)
+    await directory.open()
+    path.write_text("{ not json")
+    found = await directory.get("a1", ("id",))
+    assert found is not None
+    assert "keeping the previous directory" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{ not json", "not valid JSON"),
+        ('{"people": []}', "expected a list"),
+        ("[1, 2]", "record 0: expected an object"),
+        ('[{"display_name": "No Id"}]', "record 0: the record has no id"),
+        ('[{"id": "x"}, {"id": "x"}]', "record 1: duplicate id 'x'"),
+        ('[{"id": "x", "groups": 5}]', "groups must be a list"),
+    ],
+)
+async def test_a_bad_file_is_reported_with_the_record_at_fault(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "people.json"
+    path.write_text(content)
+    with pytest.raises(DirectoryFileError, match=message):
+        await FileDirectory(path).open()
+
+
+async def test_the_cli_refuses_a_missing_directory_file_with_one_line(tmp_path: Path) -> None:
+    params = stdio_parameters("bulkhead_users", ["--directory", str(tmp_path / "missing.json")])
+    with anyio.fail_after(30):
+        result = await anyio.run_process([params.command, *params.args], env=params.env, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines[-1].startswith("bulkhead-users: cannot open the directory (directory):")
+    assert "Traceback" not in result.stderr.decode()
+    assert result.stdout == b""
