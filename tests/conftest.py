@@ -1,7 +1,6 @@
 """Shared fixtures: the anyio backend, environment isolation, and the users directory."""
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,9 +13,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No BULKHEAD_* variable from the developer's shell leaks into a test."""
     for key in list(os.environ):
         if key.startswith("BULKHEAD_"):
             monkeypatch.delenv(key)
-    yield

@@ -75,7 +75,8 @@ async def test_every_call_leaves_one_audit_record_with_secrets_redacted(
     async with connect(server) as client:
         await client.call_tool("crash", {"password": "hunter2-hunter2"})
         await client.call_tool("refuse", {"value": 12})
-        await client.call_tool("no_such_tool", {})
+        with pytest.raises(Exception, match="Unknown tool: no_such_tool"):
+            await client.call_tool("no_such_tool", {})
         with pytest.raises(Exception, match="reference"):
             await client.read_resource("things://x")
     server.audit.close()

@@ -19,7 +19,8 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedResourceError,
     UnexpectedToolError,
 )
-from mcp_types import CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
 from pydantic import AnyUrl
 
 from bulkhead.audit import AuditLog, Outcome
@@ -88,7 +89,13 @@ class BulkheadServer(MCPServer[Any]):
         reason: str | None = None
         size: int | None = None
         try:
+            if self._tool_manager.get_tool(name) is None:  # pyright: ignore[reportPrivateUsage] -- no public lookup
+                # The spec makes an unknown tool a protocol error, not a tool result.
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
             result = await super().call_tool(name, arguments, context)
+        except MCPError as exc:
+            outcome, reason = "rejected", exc.error.message
+            raise
         except UnexpectedToolError as exc:
             reference = new_reference()
             logger.error(
