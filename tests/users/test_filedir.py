@@ -110,3 +110,15 @@ async def test_the_cli_refuses_a_missing_directory_file_with_one_line(tmp_path: 
     assert lines[-1].startswith("bulkhead-users: cannot open the directory (directory):")
     assert "Traceback" not in result.stderr.decode()
     assert result.stdout == b""
+
+
+async def test_direct_reports_work_with_mixed_case_ids(tmp_path: Path) -> None:
+    path = tmp_path / "people.json"
+    _write_json(path, [{"id": "Boss-1", "display_name": "Boss"}, {"id": "W-2", "manager_id": "Boss-1"}])
+    directory = FileDirectory(path)
+    await directory.open()
+    server = build_server(make_settings(audit="off"), directory)
+    async with connect(server) as client:
+        result = await client.call_tool("list_direct_reports", {"user": "Boss-1"})
+    assert result.structured_content is not None
+    assert [user["id"] for user in result.structured_content["reports"]] == ["W-2"]

@@ -155,7 +155,7 @@ class UserLookup:
         self._require("manager_id", "Manager information")
         person = await self.get(key)
         query = self.query(None, {}, sort)
-        query = Query(None, (), (("manager_id", str(person["id"])),), query.sort)
+        query = Query(None, (), (("manager_id", _norm(str(person["id"]))),), query.sort)
         return self.project(person), await self.search(query, offset, limit)
 
     async def groups(self, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:

@@ -4,6 +4,10 @@ The table and its column names are configurable (`column_map` maps our field nam
 identifiers are validated and quoted, values always travel as query parameters. `groups` is a
 `text[]` column. Ordering uses the "C" collation so results come in the same order as from the
 file backend. Connections are opened lazily and re-opened after a database restart.
+
+`open()` checks the table before the server serves: a missing table, a missing id column or a
+missing privilege stops the start with a reason, and a malformed DSN is reported without quoting
+it (it may hold a password). NULL entries in the groups array are ignored.
 """
 
 import re
@@ -27,6 +31,15 @@ _CONNECTION_LOST = (
 )
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, DSN-free reason: the server's message, or the socket error."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 def quote_identifier(name: str) -> str:
@@ -72,23 +85,51 @@ class PostgresDirectory:
                     timeout=self._timeout,
                     command_timeout=self._timeout,
                 )
+            except (asyncpg.InterfaceError, ValueError):
+                # The DSN parser's messages quote pieces of the DSN, which may be the password.
+                raise ValueError(
+                    "dsn is not a valid PostgreSQL connection string "
+                    "(postgresql://user:password@host:port/database, special characters in the "
+                    "password percent-encoded)"
+                ) from None
             except (OSError, asyncpg.PostgresError) as exc:
                 raise UnavailableError(
-                    "The user directory database cannot be reached right now; try again in a moment."
+                    f"The user directory database cannot be reached right now ({_reason(exc)}); "
+                    "try again in a moment."
                 ) from exc
+            try:
+                await self._inspect(pool)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+        return self._pool
+
+    async def _inspect(self, pool: asyncpg.Pool) -> None:
+        """Learn which mapped columns exist, and check that the table can be read as mapped."""
+        try:
             async with pool.acquire() as connection:
                 names = await connection.fetch(
                     "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
                     "AND NOT attisdropped",
                     self._table,
                 )
-            existing = {f'"{row["attname"]}"' for row in names}
-            if self._columns["id"] not in existing:
-                await pool.close()
-                raise ValueError(f"table {self._table} has no id column {self._columns['id']}")
-            self._present = tuple(name for name in ALL_FIELDS if self._columns[name] in existing)
-            self._pool = pool
-        return self._pool
+                existing = {f'"{row["attname"]}"' for row in names}
+                if self._columns["id"] not in existing:
+                    raise ValueError(f"table {self._table} has no id column {self._columns['id']}")
+                self._present = tuple(name for name in ALL_FIELDS if self._columns[name] in existing)
+                # Reads nothing, but fails now (not at every call) on a missing privilege or a
+                # column that does not convert to text (or text[] for groups).
+                await connection.fetch(f"SELECT {self._select()} FROM {self._table} LIMIT 0")
+        except _CONNECTION_LOST as exc:
+            raise UnavailableError(
+                f"The user directory database cannot be reached right now ({_reason(exc)}); "
+                "try again in a moment."
+            ) from exc
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            raise ValueError(f"table {self._table} does not exist (or this role cannot see it)") from None
+        except asyncpg.PostgresError as exc:
+            raise ValueError(f"cannot read table {self._table}: {_reason(exc)}") from None
 
     async def open(self) -> None:
         """Connect now (at start), so a bad DSN or table is reported before serving."""
@@ -101,7 +142,7 @@ class PostgresDirectory:
             if name not in self._present:
                 parts.append(f"NULL AS {name}")
             elif name in LIST_FIELDS:
-                parts.append(f"{column}::text[] AS {name}")
+                parts.append(f"array_remove({column}::text[], NULL) AS {name}")
             else:
                 parts.append(f"{column}::text AS {name}")
         return ", ".join(parts)
@@ -140,7 +181,9 @@ class PostgresDirectory:
             args.append(value)
             column = self._columns[name]
             if name in LIST_FIELDS:
-                clauses.append(f"EXISTS (SELECT 1 FROM unnest({column}) AS g WHERE lower(g) = ${len(args)})")
+                clauses.append(
+                    f"EXISTS (SELECT 1 FROM unnest({column}::text[]) AS g WHERE lower(g) = ${len(args)})"
+                )
             else:
                 clauses.append(f"lower({column}::text) = ${len(args)}")
         return " AND ".join(clauses) or "true"
@@ -151,7 +194,7 @@ class PostgresDirectory:
             if name not in self._present:
                 continue
             column = self._columns[name]
-            test = f"{column}::text = $1" if name == "id" else f"lower({column}) = lower($1)"
+            test = f"{column}::text = $1" if name == "id" else f"lower({column}::text) = lower($1)"
             order = self._columns["id"]
             sql = f"SELECT {self._select()} FROM {self._table} WHERE {test} ORDER BY {order} LIMIT 1"
             rows = await self._fetch(sql, key)
@@ -183,14 +226,17 @@ class PostgresDirectory:
         """Groups with member counts, by name (case-insensitive, then exact)."""
         if "groups" not in self._present:
             return [], 0
-        column = self._columns["groups"]
+        names = f"{self._table}, unnest({self._columns['groups']}::text[]) AS g WHERE g IS NOT NULL"
         rows = await self._fetch(
-            f"SELECT g AS name, count(*) AS members, count(*) OVER () AS total "
-            f"FROM {self._table}, unnest({column}) AS g GROUP BY g "
+            f"SELECT g AS name, count(*) AS members, count(*) OVER () AS total FROM {names} GROUP BY g "
             f'ORDER BY lower(g) COLLATE "C", g COLLATE "C" LIMIT $1 OFFSET $2',
             limit,
             offset,
         )
+        if not rows and offset > 0:
+            # Past the end (the data shrank since the cursor was made): still report the real total.
+            count = await self._fetch(f"SELECT count(DISTINCT g) AS total FROM {names}")
+            return [], int(count[0]["total"])
         total = int(rows[0]["total"]) if rows else 0
         return [(row["name"], int(row["members"])) for row in rows], total
 
