@@ -8,21 +8,29 @@ streams are closed first and connections get a short grace period.
 
 import contextlib
 import logging
+import os
 import signal
 import socket
+import stat
+from collections.abc import Generator
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import uvicorn
+from anyio.abc import ObjectSendStream
 from mcp.server.mcpserver import MCPServer
+from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulkhead.auth import BearerTokenMiddleware
 from bulkhead.settings import ServerSettings
@@ -56,6 +64,38 @@ async def _healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+class _OneResponsePerSseStream:
+    """Ends a legacy SSE stream properly instead of starting a second response on it.
+
+    The SDK's /sse endpoint returns an empty `Response()` once its event stream ends. When the
+    server stops first, that second `http.response.start` makes uvicorn log a traceback and cut the
+    connection mid-chunk; here it is dropped, and its empty final body ends the stream cleanly.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/sse":
+            await self.app(scope, receive, send)
+            return
+        started = finished = False
+
+        async def send_once(message: Message) -> None:
+            nonlocal started, finished
+            if message["type"] == "http.response.start":
+                if started:
+                    return
+                started = True
+            elif message["type"] == "http.response.body":
+                if finished:
+                    return
+                finished = not message.get("more_body", False)
+            await send(message)
+
+        await self.app(scope, receive, send_once)
+
+
 def build_http_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
     """One ASGI app: Streamable HTTP at /mcp, legacy SSE at /sse, /healthz, all behind auth."""
     security = transport_security(settings)
@@ -72,7 +112,9 @@ def build_http_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
     routes += streamable.routes
     routes += legacy.routes
     app = Starlette(routes=routes, lifespan=lambda _app: server.session_manager.run())
-    return BearerTokenMiddleware(app, settings.token_table(), realm=f"bulkhead-{settings.server_name}")
+    return BearerTokenMiddleware(
+        _OneResponsePerSseStream(app), settings.token_table(), realm=f"bulkhead-{settings.server_name}"
+    )
 
 
 def _close_listen_streams(server: MCPServer[Any]) -> None:
@@ -105,17 +147,109 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+class _StdinLines:
+    """Lines of a pipe, socket or terminal on fd 0, read without a worker thread.
+
+    The SDK reads stdin with a blocking `readline` in a worker thread, which a cancel scope cannot
+    interrupt: SIGTERM would wait until the client wrote another line. Waiting on readiness and
+    reading what is there is cancellable. Undecodable bytes become U+FFFD, as in the SDK.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._eof = False
+
+    def __aiter__(self) -> "_StdinLines":
+        return self
+
+    async def __anext__(self) -> str:
+        while (end := self._buffer.find(b"\n")) < 0 and not self._eof:
+            await anyio.wait_readable(self._fd)
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            self._eof = not chunk
+            self._buffer += chunk
+        if end < 0:
+            if not self._buffer:
+                raise StopAsyncIteration
+            end = len(self._buffer)
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line.decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _stdin_lines() -> Generator[_StdinLines | None]:
+    """A cancellable reader of fd 0, or None (the SDK's reader) for files and /dev/null."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        yield None
+        return
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)):
+        yield None  # a regular file never blocks, and epoll refuses it
+        return
+    # As the SDK does: the wire moves to a private descriptor and fd 0 reads /dev/null, so nothing
+    # else in the process (or a child) can take protocol bytes.
+    wire = os.dup(0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    was_blocking = os.get_blocking(wire)
+    os.set_blocking(wire, False)
+    try:
+        yield _StdinLines(wire)
+    finally:
+        with contextlib.suppress(OSError):
+            os.set_blocking(wire, was_blocking)
+            os.dup2(wire, 0)
+        os.close(wire)
+
+
+def _garbage_error(exc: Exception) -> SessionMessage:
+    """The JSON-RPC error for a stdin line that is not a JSON-RPC message (its id is unknowable)."""
+    errors = exc.errors() if isinstance(exc, ValidationError) else []
+    if any(error["type"] == "json_invalid" for error in errors):
+        data = ErrorData(code=PARSE_ERROR, message="Parse error: the line is not valid JSON")
+    else:
+        data = ErrorData(
+            code=INVALID_REQUEST,
+            message="Invalid Request: the line is not a JSON-RPC 2.0 request, notification or response",
+        )
+    return SessionMessage(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+
+
 async def _serve_stdio(server: MCPServer[Any]) -> None:
-    async with anyio.create_task_group() as tg:
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- run_stdio_async() takes no streams we could filter
+    with _stdin_lines() as stdin:
+        async with anyio.create_task_group() as tg:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
 
-        tg.start_soon(stop_on_signal)
-        await server.run_stdio_async()
-        tg.cancel_scope.cancel()
+            tg.start_soon(stop_on_signal)
+            # The SDK drops lines it cannot parse without a word, leaving the client waiting; we
+            # answer each with the JSON-RPC error the spec asks for and pass the rest through.
+            async with stdio_server(stdin) as (read_stream, write_stream):  # pyright: ignore[reportArgumentType] -- only iterated line by line
+                forward, inbox = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+
+                async def answer_garbage(forward: ObjectSendStream[SessionMessage | Exception]) -> None:
+                    async with forward:
+                        async for item in read_stream:
+                            if isinstance(item, Exception):
+                                logger.warning("answered a stdin line that is not a JSON-RPC message")
+                                await write_stream.send(_garbage_error(item))
+                            else:
+                                await forward.send(item)
+
+                tg.start_soon(answer_garbage, forward)
+                await lowlevel.run(inbox, write_stream, lowlevel.create_initialization_options())
+            tg.cancel_scope.cancel()
 
 
 async def _serve_http(server: MCPServer[Any], settings: ServerSettings) -> None:

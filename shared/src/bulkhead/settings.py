@@ -7,12 +7,13 @@ attribute docstring is its `--help` text.
 
 import ipaddress
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, TypeVar
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict, SettingsError
 
 __all__ = ["ConfigError", "ServerSettings", "load_settings", "parse_token_pairs"]
@@ -138,6 +139,22 @@ class ServerSettings(BaseSettings):
     """Key that signs pagination cursors. Give every replica the same value so a cursor from one
     is accepted by another; unset, a random key is made at start."""
 
+    @field_validator("audit")
+    @classmethod
+    def _audit_target(cls, value: str) -> str:
+        # Checked here so a bad path is one line at start, not a traceback from opening it later.
+        if value in ("stderr", "off"):
+            return value
+        path = Path(value)
+        if path.is_dir():
+            raise ValueError(f"{value} is a directory; give a file path, `stderr` or `off`")
+        target = path if path.exists() else path.parent
+        if not target.exists():
+            raise ValueError(f"the directory of {value} does not exist")
+        if not os.access(target, os.W_OK):
+            raise ValueError(f"{value} is not writable")
+        return value
+
     @model_validator(mode="after")
     def _check_exposure(self) -> Self:
         if self.transport != "http" or _is_loopback(self.host):
@@ -169,6 +186,8 @@ class ServerSettings(BaseSettings):
                 text = self.tokens_file.read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(f"tokens_file: cannot read {self.tokens_file}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"tokens_file: {self.tokens_file} is not UTF-8 text") from None
             table.update(parse_token_pairs(text, source="tokens_file"))
         return table
 
@@ -197,7 +216,7 @@ def load_settings(cls: type[_S], argv: Sequence[str] | None = None) -> _S:
     prog = cls.model_config.get("cli_prog_name") or f"bulkhead-{cls.server_name}"
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        settings = CliApp.run(cls, cli_args=args, cli_prog_name=prog, cli_exit_on_error=True)
+        settings = CliApp.run(cls, cli_args=args, cli_prog_name=prog, cli_exit_on_error=False)
         settings.token_table()
     except ValidationError as exc:
         _fail(prog, _first_error_line(exc, prefix))

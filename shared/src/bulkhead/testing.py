@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,43 @@ def stdio_parameters(
     )
 
 
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None  # pyright: ignore[reportUnknownVariableType] -- a JSON object
+
+
+class _StderrLog:
+    """The lines a subprocess wrote to stderr so far, and a way to wait for the next one."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._changed = anyio.Event()
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[str], bool]) -> str:
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if predicate(line):
+                    return line
+            seen = len(self.lines)
+            if self.closed:
+                raise RuntimeError("stderr closed before the line appeared")
+            await self._changed.wait()
+
+
 @dataclass
 class HttpServer:
     """A running server subprocess in http mode."""
@@ -55,6 +92,7 @@ class HttpServer:
     process: Process
     port: int
     stderr_lines: list[str] = field(default_factory=list[str])
+    _log: _StderrLog = field(default_factory=_StderrLog, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -73,15 +111,22 @@ class HttpServer:
 
     def stderr_records(self) -> list[dict[str, Any]]:
         """Every stderr line that is a JSON object (log and audit records)."""
-        records: list[dict[str, Any]] = []
-        for line in self.stderr_lines:
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                records.append(value)  # pyright: ignore[reportUnknownArgumentType] -- a JSON object
-        return records
+        return [record for line in self.stderr_lines if (record := _json_object(line)) is not None]
+
+    async def wait_for_record(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first stderr JSON record, already written or still to come, that `predicate` accepts.
+
+        Unbounded: wrap the call in `anyio.fail_after`. Raises `RuntimeError` if stderr closes first.
+        """
+
+        def matches(line: str) -> bool:
+            record = _json_object(line)
+            return record is not None and predicate(record)
+
+        line = await self._log.wait_for(matches)
+        record = _json_object(line)
+        assert record is not None
+        return record
 
 
 @asynccontextmanager
@@ -111,36 +156,39 @@ async def http_server(
     process = await anyio.open_process(
         command, env=server_environment(env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     )
-    lines: list[str] = []
+    log = _StderrLog()
     port_seen = anyio.Event()
     found: list[int] = []
 
     async def read_stderr() -> None:
         assert process.stderr is not None
         buffer = b""
-        async for chunk in process.stderr:
-            buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
-                line = raw.decode("utf-8", "replace")
-                lines.append(line)
-                if not found and '"port"' in line:
-                    record = json.loads(line)
-                    if "port" in record:
+        try:
+            async for chunk in process.stderr:
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    line = raw.decode("utf-8", "replace")
+                    log.append(line)
+                    record = None if found else _json_object(line)
+                    if record is not None and "port" in record:
                         found.append(int(record["port"]))
                         port_seen.set()
+        finally:
+            log.close()
+            port_seen.set()  # a server that exits early fails the start at once, not at the timeout
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_stderr)
-        try:
-            with anyio.fail_after(startup_timeout):
-                await port_seen.wait()
-        except TimeoutError:
-            process.kill()
+        with anyio.move_on_after(startup_timeout):
+            await port_seen.wait()
+        if not found:
+            if process.returncode is None:
+                process.kill()
             await process.wait()
-            raise RuntimeError("server did not start:\n" + "\n".join(lines[-20:])) from None
+            raise RuntimeError("server did not start:\n" + "\n".join(log.lines[-20:]))
         try:
-            yield HttpServer(process=process, port=found[0], stderr_lines=lines)
+            yield HttpServer(process=process, port=found[0], stderr_lines=log.lines, _log=log)
         finally:
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
