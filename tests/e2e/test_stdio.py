@@ -402,13 +402,15 @@ async def test_a_missing_argument_is_a_tool_error_naming_it(
         {"user ": "u00002"},
     ],
 )
-async def test_extra_arguments_are_ignored_and_never_acted_on(peer: StdioPeer, extra: dict[str, Any]) -> None:
+async def test_extra_arguments_are_an_error_naming_them_and_never_acted_on(
+    peer: StdioPeer, extra: dict[str, Any]
+) -> None:
     result = await peer.call("get_user", {"user": "u00001", **extra})
-    assert not result.get("isError")
-    person = result["structuredContent"]
-    assert person["id"] == "u00001"
-    assert "phone" not in person
-    assert "personal_address" not in person
+    assert result["isError"] is True
+    assert "structuredContent" not in result
+    text = result["content"][0]["text"]
+    assert f"get_user has no argument {next(iter(extra))!r}; its arguments are: user" in text
+    await peer.assert_healthy()
 
 
 @pytest.mark.parametrize(

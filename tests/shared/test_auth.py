@@ -162,3 +162,22 @@ async def test_every_configured_token_is_compared_in_constant_time_whichever_mat
     await client.get("/whoami", headers={"Authorization": f"Bearer {presented}"})
     # No early exit: the time taken must not tell which token (or how many) matched.
     assert sorted(compared) == sorted(token.encode() for token in TOKENS)
+
+
+@pytest.mark.parametrize("tokens", [TOKENS, {}])
+async def test_websocket_handshakes_are_refused_with_or_without_tokens(tokens: dict[str, str]) -> None:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "websocket",
+        "path": "/mcp",
+        "headers": [(b"authorization", b"Bearer first-token-0123456789abcdef")],
+    }
+    await BearerTokenMiddleware(APP, tokens, realm="bulkhead-test")(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]

@@ -69,6 +69,7 @@ async def test_fuzzed_identifiers_get_a_clear_error_and_no_data(
         {"page_size": 10**12},
         {"sort": "x" * 41},
         {"unexpected": "argument"},
+        {"departement": "Sales"},
     ],
 )
 async def test_bad_search_arguments_are_rejected_with_a_message(
@@ -76,12 +77,14 @@ async def test_bad_search_arguments_are_rejected_with_a_message(
 ) -> None:
     async with connect(server) as client:
         result = await client.call_tool("search_users", arguments)
-    if "unexpected" in arguments:
-        # Extra arguments are ignored by the schema, never acted on.
-        assert not result.is_error
-        return
     assert result.is_error
     assert "Internal error" not in _text(result)
+
+
+async def test_a_misspelt_argument_is_named_with_the_real_ones(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool("search_users", {"departement": "Sales"})
+    assert "search_users has no argument 'departement'; its arguments are: query, department" in _text(result)
 
 
 async def _first_page(client: Any, **arguments: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequ
 from pydantic import AnyUrl
 
 from bulkhead.audit import AuditLog, Outcome
-from bulkhead.errors import InternalError, internal_error_message
+from bulkhead.errors import InternalError, InvalidArgumentError, internal_error_message
 from bulkhead.settings import ServerSettings
 from bulkhead.validation import CursorCodec
 
@@ -89,9 +89,17 @@ class BulkheadServer(MCPServer[Any]):
         reason: str | None = None
         size: int | None = None
         try:
-            if self._tool_manager.get_tool(name) is None:  # pyright: ignore[reportPrivateUsage] -- no public lookup
+            tool = self._tool_manager.get_tool(name)  # pyright: ignore[reportPrivateUsage] -- no public lookup
+            if tool is None:
                 # The spec makes an unknown tool a protocol error, not a tool result.
                 raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
+            known: dict[str, Any] = tool.parameters.get("properties", {})
+            unknown = [key for key in arguments if key not in known]
+            if unknown:
+                # The SDK would drop them silently; a model that misspelt a filter must find out.
+                raise InvalidArgumentError(
+                    f"{name} has no argument {unknown[0][:60]!r}; its arguments are: {', '.join(known) or 'none'}."
+                )
             result = await super().call_tool(name, arguments, context)
         except MCPError as exc:
             outcome, reason = "rejected", exc.error.message

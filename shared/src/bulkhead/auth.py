@@ -45,6 +45,10 @@ class BearerTokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass authenticated requests on with their principal; answer the rest with 401."""
+        if scope["type"] == "websocket":
+            # No Bulkhead transport uses websockets: refuse the handshake rather than pass it on.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return

@@ -14,10 +14,9 @@ import socket
 import stat
 from collections.abc import Generator
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import uvicorn
 from anyio.abc import ObjectSendStream
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
@@ -34,6 +33,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulkhead.auth import BearerTokenMiddleware
 from bulkhead.settings import ServerSettings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["build_http_app", "serve", "transport_security"]
 
@@ -121,30 +123,6 @@ def _close_listen_streams(server: MCPServer[Any]) -> None:
     entry = server._lowlevel_server.get_request_handler("subscriptions/listen")  # pyright: ignore[reportPrivateUsage] -- the SDK keeps no other handle on it (MCP-SDK-NOTES 15)
     if entry is not None and isinstance(entry.handler, ListenHandler):
         entry.handler.close()
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn that closes listen streams before draining, and does not re-raise the signal."""
-
-    def __init__(self, config: uvicorn.Config, server: MCPServer[Any]) -> None:
-        super().__init__(config)
-        self._mcp = server
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
-        self.should_exit = True
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        for listener in self.servers:
-            for sock in listener.sockets:
-                host, port = sock.getsockname()[:2]
-                logger.info("listening on http://%s:%s/mcp", host, port, extra={"port": port})
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        _close_listen_streams(self._mcp)
-        await super().shutdown(sockets)
 
 
 class _StdinLines:
@@ -252,7 +230,32 @@ async def _serve_stdio(server: MCPServer[Any]) -> None:
             tg.cancel_scope.cancel()
 
 
-async def _serve_http(server: MCPServer[Any], settings: ServerSettings) -> None:
+def _uvicorn_server(server: MCPServer[Any], settings: ServerSettings) -> "uvicorn.Server":
+    """A uvicorn server for `server` that closes listen streams before draining connections.
+
+    uvicorn is imported here, not at the top: stdio servers never pay for it.
+    """
+    import uvicorn  # noqa: PLC0415 -- about 150 ms that stdio mode does not need
+
+    class _Uvicorn(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Unlike uvicorn's own handler this does not re-raise the signal after a graceful
+            # stop, so the process exits 0.
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for listener in self.servers:
+                for sock in listener.sockets:
+                    host, port = sock.getsockname()[:2]
+                    logger.info("listening on http://%s:%s/mcp", host, port, extra={"port": port})
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            _close_listen_streams(server)
+            await super().shutdown(sockets)
+
     config = uvicorn.Config(
         build_http_app(server, settings),
         host=settings.host,
@@ -263,7 +266,11 @@ async def _serve_http(server: MCPServer[Any], settings: ServerSettings) -> None:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
     )
-    await _Uvicorn(config, server).serve()
+    return _Uvicorn(config)
+
+
+async def _serve_http(server: MCPServer[Any], settings: ServerSettings) -> None:
+    await _uvicorn_server(server, settings).serve()
 
 
 async def _run(
