@@ -97,8 +97,9 @@ class BulkheadServer(MCPServer[Any]):
             unknown = [key for key in arguments if key not in known]
             if unknown:
                 # The SDK would drop them silently; a model that misspelt a filter must find out.
+                names = ", ".join(known) or "none"
                 raise InvalidArgumentError(
-                    f"{name} has no argument {unknown[0][:60]!r}; its arguments are: {', '.join(known) or 'none'}."
+                    f"{name} has no argument {unknown[0][:60]!r}; its arguments are: {names}."
                 )
             result = await super().call_tool(name, arguments, context)
         except MCPError as exc:
