@@ -84,7 +84,6 @@ class ServerSettings(BaseSettings):
         cli_hide_none_type=True,
         cli_avoid_json=True,
         cli_show_env_vars=True,
-        use_attribute_docstrings=True,
         extra="ignore",
         validate_default=True,
     )
@@ -92,52 +91,94 @@ class ServerSettings(BaseSettings):
     server_name: ClassVar[str] = "bulkhead"
     """The server's short name (`users`, `files`, ...): audit records and the env prefix use it."""
 
-    transport: Literal["stdio", "http"] = "stdio"
-    """How clients reach the server: `stdio` for desktop clients, `http` for Streamable HTTP at /mcp
-    and legacy SSE at /sse from one process."""
+    transport: Literal["stdio", "http"] = Field(
+        default="stdio",
+        description=(
+            "How clients reach the server: `stdio` for desktop clients, `http` for Streamable HTTP at "
+            "/mcp and legacy SSE at /sse from one process."
+        ),
+    )
 
-    host: str = "127.0.0.1"
-    """Address to bind in http mode. A non-loopback address requires --tokens (or
-    --allow-unauthenticated) and --allowed-hosts."""
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address to bind in http mode. A non-loopback address requires --tokens (or "
+            "--allow-unauthenticated) and --allowed-hosts."
+        ),
+    )
 
-    port: int = Field(default=8000, ge=0, le=65535)
-    """TCP port to bind in http mode (0 picks a free port and logs it)."""
+    port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        description="TCP port to bind in http mode (0 picks a free port and logs it).",
+    )
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    """Lowest level of log record written to stderr."""
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of log record written to stderr."
+    )
 
-    log_format: Literal["json", "text"] = "json"
-    """Log record format on stderr: one JSON object per line, or plain text for people."""
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="Log record format on stderr: one JSON object per line, or plain text for people.",
+    )
 
-    audit: str = "stderr"
-    """Where audit records go: `stderr` (with the logs), `off`, or a file path (JSON lines,
-    appended)."""
+    audit: str = Field(
+        default="stderr",
+        description=(
+            "Where audit records go: `stderr` (with the logs), `off`, or a file path (JSON lines, appended)."
+        ),
+    )
 
-    tokens: SecretStr | None = None
-    """Bearer tokens accepted in http mode, as `name:token` pairs separated by commas. The name
-    is what audit records show; the token never appears anywhere."""
+    tokens: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer tokens accepted in http mode, as `name:token` pairs separated by commas. The name is "
+            "what audit records show; the token never appears anywhere."
+        ),
+    )
 
-    tokens_file: Path | None = None
-    """A file of `name:token` lines (blank lines and `#` comments allowed), read at start."""
+    tokens_file: Path | None = Field(
+        default=None,
+        description="A file of `name:token` lines (blank lines and `#` comments allowed), read at start.",
+    )
 
-    allow_unauthenticated: bool = False
-    """Serve http on a non-loopback address without tokens. Only behind a proxy that
-    authenticates for us."""
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description=(
+            "Serve http on a non-loopback address without tokens. Only behind a proxy that authenticates "
+            "for us."
+        ),
+    )
 
-    allowed_hosts: CommaList = Field(default_factory=list[str])
-    """Extra values accepted in the Host header (`name` or `name:port`; `name:*` for any port).
-    Loopback names are always accepted. Required when binding a non-loopback address."""
+    allowed_hosts: CommaList = Field(
+        default_factory=list[str],
+        description=(
+            "Extra values accepted in the Host header (`name` or `name:port`; `name:*` for any port). "
+            "Loopback names are always accepted. Required when binding a non-loopback address."
+        ),
+    )
 
-    allowed_origins: CommaList = Field(default_factory=list[str])
-    """Extra values accepted in the Origin header (for example `https://app.example.com`)."""
+    allowed_origins: CommaList = Field(
+        default_factory=list[str],
+        description="Extra values accepted in the Origin header (for example `https://app.example.com`).",
+    )
 
-    stateless_http: bool = False
-    """Serve handshake-era Streamable HTTP without sessions, so any replica can answer any request
-    (2026-07-28 requests are stateless either way)."""
+    stateless_http: bool = Field(
+        default=False,
+        description=(
+            "Serve handshake-era Streamable HTTP without sessions, so any replica can answer any request "
+            "(2026-07-28 requests are stateless either way)."
+        ),
+    )
 
-    cursor_secret: SecretStr | None = None
-    """Key that signs pagination cursors. Give every replica the same value so a cursor from one
-    is accepted by another; unset, a random key is made at start."""
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that signs pagination cursors. Give every replica the same value so a cursor from one is"
+            " accepted by another; unset, a random key is made at start."
+        ),
+    )
 
     @field_validator("audit")
     @classmethod

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiofiles
-
 from bulkhead_users.directory import Page, Query, Record
 from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS
 
@@ -134,6 +132,8 @@ class FileDirectory:
 
     async def load(self) -> None:
         """Read the file now; raises DirectoryFileError (or OSError) when it cannot be used."""
+        import aiofiles  # noqa: PLC0415 -- a few ms of start-up that only the file backend needs
+
         stat = os.stat(self.path)
         async with aiofiles.open(self.path, "rb") as handle:
             data = await handle.read()

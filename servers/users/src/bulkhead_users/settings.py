@@ -21,32 +21,52 @@ class UsersSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="BULKHEAD_USERS_", cli_prog_name="bulkhead-users")
     server_name: ClassVar[str] = "users"
 
-    port: int = Field(default=8101, ge=0, le=65535)
-    """TCP port to bind in http mode (0 picks a free port and logs it)."""
+    port: int = Field(
+        default=8101,
+        ge=0,
+        le=65535,
+        description="TCP port to bind in http mode (0 picks a free port and logs it).",
+    )
 
-    directory: Path | None = None
-    """A JSON or CSV file of users, reloaded when it changes. Unset (and no --dsn): the bundled
-    synthetic directory of 600 people."""
+    directory: Path | None = Field(
+        default=None,
+        description=(
+            "A JSON or CSV file of users, reloaded when it changes. Unset (and no --dsn): the bundled "
+            "synthetic directory of 600 people."
+        ),
+    )
 
-    dsn: SecretStr | None = None
-    """PostgreSQL connection string (postgresql://user:password@host/db); when set, users are
-    read from --table instead of a file."""
+    dsn: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL connection string (postgresql://user:password@host/db); when set, users are read "
+            "from --table instead of a file."
+        ),
+    )
 
-    table: str = "users"
-    """The PostgreSQL table (or schema.table) that holds one row per user."""
+    table: str = Field(
+        default="users", description="The PostgreSQL table (or schema.table) that holds one row per user."
+    )
 
-    columns: CommaList = Field(default_factory=list[str])
-    """Column names that differ from our field names, as field=column pairs
-    (for example email=mail,display_name=cn)."""
+    columns: CommaList = Field(
+        default_factory=list[str],
+        description=(
+            "Column names that differ from our field names, as field=column pairs (for example "
+            "email=mail,display_name=cn)."
+        ),
+    )
 
-    pool_size: int = Field(default=4, ge=1, le=100)
-    """Most PostgreSQL connections open at once."""
+    pool_size: int = Field(default=4, ge=1, le=100, description="Most PostgreSQL connections open at once.")
 
-    fields: CommaList = Field(default_factory=lambda: list(DEFAULT_FIELDS))
-    """The field allow-list: the only fields that appear in results and that search, sort and
-    lookups may use (id is always included). Default: all but phone and personal_address.
-    Available: id, username, email, display_name, given_name, family_name, title, department,
-    location, manager_id, groups, employment_type, start_date, phone, personal_address."""
+    fields: CommaList = Field(
+        default_factory=lambda: list(DEFAULT_FIELDS),
+        description=(
+            "The field allow-list: the only fields that appear in results and that search, sort and "
+            "lookups may use (id is always included). Default: all but phone and personal_address. "
+            "Available: id, username, email, display_name, given_name, family_name, title, department, "
+            "location, manager_id, groups, employment_type, start_date, phone, personal_address."
+        ),
+    )
 
     @field_validator("fields")
     @classmethod
