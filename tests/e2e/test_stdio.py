@@ -231,6 +231,18 @@ async def test_a_line_that_is_not_json_gets_a_parse_error(peer: StdioPeer, line:
     await peer.assert_healthy()
 
 
+@pytest.mark.parametrize("size_mib", [5, 12])
+async def test_a_line_over_four_mib_is_discarded_and_answered(peer: StdioPeer, size_mib: int) -> None:
+    padding = b"a" * (size_mib * 1024 * 1024)
+    await peer.send_line(
+        b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "' + padding + b'"}}'
+    )
+    reply = await peer.response(None)
+    assert reply["error"]["code"] == INVALID_REQUEST
+    assert "longer than 4194304 bytes" in reply["error"]["message"]
+    await peer.assert_healthy()
+
+
 INVALID_UTF8 = [
     b"\xff\xfe\xfd",
     b"\xc3\x28",

@@ -125,6 +125,13 @@ def _close_listen_streams(server: MCPServer[Any]) -> None:
         entry.handler.close()
 
 
+MAX_LINE_BYTES = 4 * 1024 * 1024
+"""The longest stdin line read (the same cap the SDK puts on an HTTP request body)."""
+
+OVERSIZED_LINE = "\x00bulkhead: oversized line"
+"""What the reader hands on in place of a line over MAX_LINE_BYTES: not JSON, so it is answered."""
+
+
 class _StdinLines:
     """Lines of a pipe, socket or terminal on fd 0, read without a worker thread.
 
@@ -133,16 +140,24 @@ class _StdinLines:
     reading what is there is cancellable. Undecodable bytes become U+FFFD, as in the SDK.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, max_line: int = MAX_LINE_BYTES) -> None:
         self._fd = fd
+        self._max_line = max_line
         self._buffer = bytearray()
         self._eof = False
+        self._skipping = False  # inside a line that was too long, until its newline
 
     def __aiter__(self) -> "_StdinLines":
         return self
 
     async def __anext__(self) -> str:
-        while (end := self._buffer.find(b"\n")) < 0 and not self._eof:
+        scanned = 0
+        while (end := self._buffer.find(b"\n", scanned)) < 0 and not self._eof:
+            scanned = len(self._buffer)
+            if scanned > self._max_line:
+                # Bounded memory: drop the line's bytes as they come and answer it once it ends.
+                self._skipping, scanned = True, 0
+                self._buffer.clear()
             await anyio.wait_readable(self._fd)
             try:
                 chunk = os.read(self._fd, 1 << 16)
@@ -151,11 +166,14 @@ class _StdinLines:
             self._eof = not chunk
             self._buffer += chunk
         if end < 0:
-            if not self._buffer:
+            if not self._buffer and not self._skipping:
                 raise StopAsyncIteration
             end = len(self._buffer)
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
+        if self._skipping or len(line) > self._max_line:
+            self._skipping = False
+            return OVERSIZED_LINE
         return line.decode("utf-8", "replace")
 
 
@@ -190,7 +208,12 @@ def _stdin_lines() -> Generator[_StdinLines | None]:
 def _garbage_error(exc: Exception) -> SessionMessage:
     """The JSON-RPC error for a stdin line that is not a JSON-RPC message (its id is unknowable)."""
     errors = exc.errors() if isinstance(exc, ValidationError) else []
-    if any(error["type"] == "json_invalid" for error in errors):
+    if any(error.get("input") == OVERSIZED_LINE for error in errors):
+        data = ErrorData(
+            code=INVALID_REQUEST,
+            message=f"Invalid Request: the line is longer than {MAX_LINE_BYTES} bytes and was discarded",
+        )
+    elif any(error["type"] == "json_invalid" for error in errors):
         data = ErrorData(code=PARSE_ERROR, message="Parse error: the line is not valid JSON")
     else:
         data = ErrorData(
