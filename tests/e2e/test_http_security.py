@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -322,7 +323,9 @@ async def test_no_token_ever_appears_on_stderr(server: HttpServer) -> None:
         await client.call_tool("get_user", {"user": "u00007"})
     with anyio.fail_after(10):
         await server.wait_for_record(
-            lambda record: record.get("audit", {}).get("arguments") == {"user": "u00007"}
+            lambda record: (
+                record.get("logger") == "bulkhead.audit" and record.get("arguments") == {"user": "u00007"}
+            )
         )
     log = "\n".join(server.stderr_lines)
     assert "alice" in log
@@ -424,3 +427,54 @@ async def test_an_exposed_server_serves_the_sdk_client(exposed: HttpServer) -> N
     async with connect(exposed, "legacy", ALICE) as client:
         result = await client.call_tool("get_user", {"user": "u00001"})
     assert not result.is_error
+
+
+@pytest.mark.parametrize(
+    "tokens_args",
+    [
+        ["--tokens", "#none"],
+        ["--tokens", " , "],
+        ["--tokens-file", "EMPTY_FILE"],
+    ],
+)
+async def test_a_tokens_setting_that_yields_no_token_is_refused_not_taken_as_no_auth(
+    tokens_args: list[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "tokens"
+    empty.write_text("# tokens go here\n\n")
+    args = [arg.replace("EMPTY_FILE", str(empty)) for arg in tokens_args]
+    line = await _refused(["--host", "0.0.0.0", "--allowed-hosts", ALLOWED_HOST, *args])
+    assert "no name:token entries" in line
+
+
+async def test_a_session_belongs_to_the_token_that_opened_it(server: HttpServer) -> None:
+    async with raw(server) as http:
+        opened = await http.post("/mcp", headers={**ACCEPT, **bearer(ALICE)}, json=INITIALIZE)
+        session = opened.headers["mcp-session-id"]
+        stolen = {**ACCEPT, **bearer(CI), "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}
+        used = await http.post("/mcp", headers=stolen, json=call)
+        ended = await http.delete("/mcp", headers=stolen)
+        own = {**ACCEPT, **bearer(ALICE), "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
+        await http.post("/mcp", headers=own, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        still_alices = await http.post("/mcp", headers=own, json=call)
+    assert opened.status_code == 200
+    assert used.status_code == 404
+    assert ended.status_code == 404
+    assert still_alices.status_code == 200
+    assert "get_user" in still_alices.text
+
+
+async def test_an_sse_session_belongs_to_the_token_that_opened_it(server: HttpServer) -> None:
+    async with (
+        raw(server) as http,
+        http.stream("GET", "/sse", headers={"accept": "text/event-stream", **bearer(ALICE)}) as stream,
+    ):
+        endpoint = ""
+        async for line in stream.aiter_lines():
+            if line.startswith("data:"):
+                endpoint = line.removeprefix("data:").strip()
+                break
+        response = await http.post(endpoint, headers=bearer(CI), json=INITIALIZE)
+    assert endpoint.startswith("/messages/")
+    assert response.status_code == 404

@@ -117,14 +117,26 @@ async def test_healthz_needs_no_token(client: httpx2.AsyncClient) -> None:
     assert response.json() == {"principal": None}
 
 
-async def test_without_configured_tokens_every_request_is_anonymous() -> None:
-    app = BearerTokenMiddleware(APP, {}, realm="bulkhead-test")
+async def test_without_tokens_and_with_anonymous_allowed_every_request_is_anonymous() -> None:
+    app = BearerTokenMiddleware(APP, {}, realm="bulkhead-test", allow_anonymous=True)
     async with httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1"
     ) as http:
         plain = await http.get("/whoami")
         with_junk = await http.get("/whoami", headers={"Authorization": "Bearer whatever"})
     assert plain.json() == with_junk.json() == {"principal": "anonymous"}
+
+
+async def test_without_tokens_and_without_anonymous_every_request_is_refused() -> None:
+    app = BearerTokenMiddleware(APP, {}, realm="bulkhead-test")
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as http:
+        plain = await http.get("/whoami")
+        with_junk = await http.get("/whoami", headers={"Authorization": "Bearer whatever"})
+        health = await http.get("/healthz")
+    assert plain.status_code == with_junk.status_code == 401
+    assert health.status_code == 200
 
 
 async def test_lifespan_events_pass_through_untouched() -> None:

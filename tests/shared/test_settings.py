@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from bulkhead.settings import ConfigError, load_settings, parse_token_pairs
 from bulkhead.testing import server_environment
@@ -398,3 +399,18 @@ async def test_help_lists_every_setting_with_its_flag_env_var_and_help_text(cli_
         assert f"BULKHEAD_USERS_{name.upper()}" in text, name
         assert field.description
         assert " ".join(field.description.split()[:6]) in text, name
+
+
+def test_a_mistyped_flag_is_named_without_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(UsersSettings, ["--token", "ci:Sup3rSecretValue-0123456789"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--token" in err
+    assert "Sup3rSecret" not in err
+
+
+@pytest.mark.parametrize("sink", ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
+def test_the_audit_sink_cannot_be_stdout(sink: str) -> None:
+    with pytest.raises(ValidationError, match="protocol channel"):
+        UsersSettings(audit=sink)

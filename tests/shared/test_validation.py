@@ -67,3 +67,13 @@ def test_redaction_hides_secret_keys_and_cuts_long_values() -> None:
     assert len(safe["nested"]["ok"]) < 250
     assert len(safe["items"]) == 21
     assert safe["query"] == "fine"
+
+
+@pytest.mark.parametrize("edit", ["é", "!!*", " ", "\x00", "=="])
+def test_a_cursor_with_foreign_characters_is_rejected_not_a_crash(edit: str) -> None:
+    codec = CursorCodec(b"k" * 32)
+    cursor = codec.encode(20, "s")
+    payload, _, signature = cursor.partition(".")
+    for forged in (payload[:3] + edit + payload[3:] + "." + signature, cursor[:-1] + edit):
+        with pytest.raises(InvalidArgumentError):
+            codec.decode(forged, "s")

@@ -100,7 +100,10 @@ class AuditLog:
         if self._file is not None:
             self._file.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
         else:
-            self._logger.info("audit %s %s %s", operation, entry["target"], outcome, extra={"audit": entry})
+            # The whole record is the message, so text-format logs carry it as well as JSON ones.
+            self._logger.info(
+                "%s", json.dumps(entry, default=str, ensure_ascii=False), extra={"audit": entry}
+            )
 
     def close(self) -> None:
         """Close the audit file, if there is one."""

@@ -9,6 +9,8 @@ strings end up in proxy and access logs.
 import hmac
 import json
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bulkhead.app import PRINCIPAL_SCOPE_KEY
@@ -21,13 +23,24 @@ _PUBLIC_PATHS = frozenset({"/healthz"})
 class BearerTokenMiddleware:
     """ASGI middleware: a valid `Authorization: Bearer <token>` or 401 with `WWW-Authenticate`.
 
-    With no tokens configured (a loopback-only server) every request passes as `anonymous`.
+    With no tokens and `allow_anonymous` (a loopback-only server, or an explicit
+    --allow-unauthenticated) every request passes as `anonymous`; with no tokens otherwise, every
+    request is refused. An authenticated request carries its token's name as `scope["user"]`, which
+    is what the SDK binds sessions to.
     """
 
-    def __init__(self, app: ASGIApp, tokens: dict[str, str], realm: str) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: dict[str, str], realm: str, *, allow_anonymous: bool = False
+    ) -> None:
         self.app = app
         self._tokens = [(token.encode(), name) for token, name in tokens.items()]
         self._realm = realm
+        # Fail closed: no tokens means "everyone" only when the caller says so explicitly.
+        self._anonymous = allow_anonymous and not self._tokens
+        self._users = {
+            name: AuthenticatedUser(AccessToken(token="", client_id=name, scopes=[]))
+            for name in tokens.values()
+        }
 
     def _authenticate(self, header: bytes | None) -> str | None:
         if header is None:
@@ -52,7 +65,7 @@ class BearerTokenMiddleware:
         if scope["type"] != "http" or scope["path"] in _PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        if not self._tokens:
+        if self._anonymous:
             scope[PRINCIPAL_SCOPE_KEY] = "anonymous"
             await self.app(scope, receive, send)
             return
@@ -62,6 +75,8 @@ class BearerTokenMiddleware:
             await self._reject(send, missing=header is None)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
+        # The SDK binds a session to scope["user"]: another token cannot use or end it.
+        scope["user"] = self._users[principal]
         await self.app(scope, receive, send)
 
     async def _reject(self, send: Send, *, missing: bool) -> None:

@@ -27,8 +27,12 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
         }
+        audit = record.__dict__.get("audit")
+        if isinstance(audit, dict):
+            # An audit record is its own flat JSON object, not a message about one.
+            return json.dumps({**entry, **audit}, default=str, ensure_ascii=False)
+        entry["message"] = record.getMessage()
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

@@ -115,7 +115,10 @@ def build_http_app(server: MCPServer[Any], settings: ServerSettings) -> ASGIApp:
     routes += legacy.routes
     app = Starlette(routes=routes, lifespan=lambda _app: server.session_manager.run())
     return BearerTokenMiddleware(
-        _OneResponsePerSseStream(app), settings.token_table(), realm=f"bulkhead-{settings.server_name}"
+        _OneResponsePerSseStream(app),
+        settings.token_table(),
+        realm=f"bulkhead-{settings.server_name}",
+        allow_anonymous=settings.is_loopback or settings.allow_unauthenticated,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, NoReturn, Self, TypeVar
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict, SettingsError
 
-__all__ = ["ConfigError", "ServerSettings", "load_settings", "parse_token_pairs"]
+__all__ = ["CommaList", "ConfigError", "ServerSettings", "load_settings", "parse_token_pairs"]
 
 _S = TypeVar("_S", bound="ServerSettings")
 
@@ -63,6 +63,13 @@ def parse_token_pairs(text: str, *, source: str) -> dict[str, str]:
             raise ConfigError(f"{source}: the token named {name!r} is also used by {tokens[token]!r}")
         tokens[token] = name
     return tokens
+
+
+def _same_file_as_stdout(path: Path) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(1))
+    except OSError:
+        return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -174,6 +181,7 @@ class ServerSettings(BaseSettings):
 
     cursor_secret: SecretStr | None = Field(
         default=None,
+        min_length=16,
         description=(
             "Key that signs pagination cursors. Give every replica the same value so a cursor from one is"
             " accepted by another; unset, a random key is made at start."
@@ -187,6 +195,8 @@ class ServerSettings(BaseSettings):
         if value in ("stderr", "off"):
             return value
         path = Path(value)
+        if value in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1") or _same_file_as_stdout(path):
+            raise ValueError(f"{value} is stdout, the stdio protocol channel; use `stderr`, `off` or a file")
         if path.is_dir():
             raise ValueError(f"{value} is a directory; give a file path, `stderr` or `off`")
         target = path if path.exists() else path.parent
@@ -230,6 +240,10 @@ class ServerSettings(BaseSettings):
             except UnicodeDecodeError:
                 raise ConfigError(f"tokens_file: {self.tokens_file} is not UTF-8 text") from None
             table.update(parse_token_pairs(text, source="tokens_file"))
+        if not table and (self.tokens is not None or self.tokens_file is not None):
+            # A tokens setting that yields nothing must not quietly mean "no authentication".
+            source = "tokens" if self.tokens is not None else f"tokens_file: {self.tokens_file}"
+            raise ConfigError(f"{source}: no name:token entries found; add at least one")
         return table
 
 
@@ -241,6 +255,20 @@ def _first_error_line(exc: ValidationError, env_prefix: str) -> str:
         return message
     flag = "--" + field.replace("_", "-")
     return f"{field} ({flag} / {env_prefix}{field.upper()}): {message}"
+
+
+def _without_values(message: str) -> str:
+    """An argparse complaint about unknown arguments, naming the flags but not their values.
+
+    A mistyped `--token name:secret` must not print the secret.
+    """
+    head, marker, rest = message.partition("unrecognized arguments:")
+    if not marker:
+        return message
+    words = rest.split()
+    # Flags by name; a stray positional word is shown only by how long it is.
+    shown = [w.split("=", 1)[0] if w.startswith("-") else f"<positional, {len(w)} characters>" for w in words]
+    return f"{head}{marker} {' '.join(shown)}"
 
 
 def _fail(prog: str, line: str) -> NoReturn:
@@ -262,5 +290,5 @@ def load_settings(cls: type[_S], argv: Sequence[str] | None = None) -> _S:
     except ValidationError as exc:
         _fail(prog, _first_error_line(exc, prefix))
     except (ConfigError, SettingsError) as exc:
-        _fail(prog, str(exc).splitlines()[0])
+        _fail(prog, _without_values(str(exc).splitlines()[0]))
     return settings

@@ -110,9 +110,12 @@ class CursorCodec:
             "The cursor is not valid for this request: pass back next_cursor exactly as it was "
             "returned, with the same other arguments, or omit it to start from the first page."
         )
+        if not cursor.isascii():
+            raise invalid
         payload, _, signature = cursor.partition(".")
         try:
-            body = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+            # Strict: characters outside the alphabet are an edit, not something to skip over.
+            body = base64.b64decode(payload + "=" * (-len(payload) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise invalid from None
         if not hmac.compare_digest(self._sign(body), signature):
