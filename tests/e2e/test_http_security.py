@@ -452,7 +452,7 @@ async def test_a_session_belongs_to_the_token_that_opened_it(server: HttpServer)
         opened = await http.post("/mcp", headers={**ACCEPT, **bearer(ALICE)}, json=INITIALIZE)
         session = opened.headers["mcp-session-id"]
         stolen = {**ACCEPT, **bearer(CI), "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
-        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}
+        call: dict[str, Any] = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}
         used = await http.post("/mcp", headers=stolen, json=call)
         ended = await http.delete("/mcp", headers=stolen)
         own = {**ACCEPT, **bearer(ALICE), "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"}
