@@ -1,0 +1,3 @@
+from bulkhead_postgres.cli import main
+
+main()

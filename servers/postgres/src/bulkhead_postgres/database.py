@@ -1,0 +1,284 @@
+"""Running one checked, read-only statement, and the catalog queries, on a pool of connections.
+
+Every call: `BEGIN READ ONLY`; `SET LOCAL` of the statement, lock and idle-in-transaction timeouts
+(through `set_config`, so values travel as parameters); the statement through the extended query
+protocol (prepare + portal), rows pulled in batches up to `max_rows + 1` and a byte budget; a check
+that the transaction is still open (if the statement escaped it, the connection is thrown away);
+and always `ROLLBACK`. No MCP imports here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from asyncpg.prepared_stmt import PreparedStatement
+
+from bulkhead.errors import BulkheadError, UnavailableError
+from bulkhead_postgres.guard import CheckedStatement
+from bulkhead_postgres.values import SESSION_SETTINGS, JsonValue, install_codecs, to_json_value
+
+if TYPE_CHECKING:
+    from bulkhead_postgres.settings import PostgresSettings
+
+__all__ = ["Column", "Database", "Limits", "QueryFailedError", "QueryResult"]
+
+logger = logging.getLogger("bulkhead_postgres.database")
+
+BATCH_ROWS = 200
+"""Rows pulled from the portal at a time: memory stays flat however big the table."""
+
+CLEANUP_SECONDS = 5
+"""How long the rollback after a call may take before the connection is thrown away."""
+
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+class QueryFailedError(BulkheadError):
+    """PostgreSQL refused or failed the statement; the text carries SQLSTATE, message, hint, position."""
+
+    def __init__(self, error: asyncpg.PostgresError) -> None:
+        fields = error.as_dict()
+        sqlstate = str(fields.get("sqlstate", "?????"))
+        parts = [f"PostgreSQL error {sqlstate}: {fields.get('message', str(error))}."]
+        if fields.get("detail"):
+            parts.append(f"Detail: {fields['detail']}.")
+        if fields.get("hint"):
+            parts.append(f"Hint: {fields['hint']}.")
+        if fields.get("position"):
+            parts.append(f"At character {fields['position']} of the statement.")
+        if sqlstate == "57014":
+            parts.append("The statement hit the time limit: add a WHERE clause or LIMIT, or aggregate.")
+        elif sqlstate == "25006":
+            parts.append("This server only reads: the database refused a write.")
+        super().__init__(" ".join(part.replace("..", ".") for part in parts))
+        self.sqlstate = sqlstate
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-call limits."""
+
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+    idle_in_transaction_timeout_ms: int
+    max_rows: int
+    max_bytes: int
+    max_cell_chars: int
+
+    @classmethod
+    def from_settings(cls, settings: PostgresSettings) -> Limits:
+        """The limits the settings name."""
+        return cls(
+            statement_timeout_ms=settings.statement_timeout_ms,
+            lock_timeout_ms=settings.lock_timeout_ms,
+            idle_in_transaction_timeout_ms=settings.idle_in_transaction_timeout_ms,
+            max_rows=settings.max_rows,
+            max_bytes=settings.max_bytes,
+            max_cell_chars=settings.max_cell_chars,
+        )
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: its name and PostgreSQL type."""
+
+    name: str
+    type: str
+
+
+@dataclass
+class QueryResult:
+    """Rows as arrays (duplicate column names survive), and how the call ended."""
+
+    columns: list[Column]
+    rows: list[list[JsonValue]] = field(default_factory=list[list[JsonValue]])
+    truncated: bool = False
+    truncated_reason: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class Database:
+    """A pool of connections that only ever runs statements inside read-only transactions."""
+
+    def __init__(
+        self,
+        dsn: str,
+        limits: Limits,
+        *,
+        pool_size: int = 4,
+        target_session_attrs: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.dsn = dsn
+        self.limits = limits
+        self._pool_size = pool_size
+        self._target_session_attrs = target_session_attrs
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._lock = anyio.Lock()
+        # Set when the role was found able to write and the operator allowed it anyway.
+        self.privileged = False
+
+    async def _connect_pool(self) -> asyncpg.Pool:
+        extra: dict[str, Any] = {}
+        if self._target_session_attrs:
+            extra["target_session_attrs"] = self._target_session_attrs
+        try:
+            return await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                timeout=self._connect_timeout,
+                init=install_codecs,
+                server_settings=dict(SESSION_SETTINGS),
+                **extra,
+            )
+        except (ValueError, asyncpg.exceptions.ClientConfigurationError):
+            # asyncpg's own text may quote part of a malformed DSN, password included.
+            raise UnavailableError("The dsn setting is not a valid PostgreSQL connection string.") from None
+        except (*_CONNECTION_LOST, TimeoutError, asyncpg.PostgresError) as exc:
+            reason = (
+                exc.as_dict().get("message") if isinstance(exc, asyncpg.PostgresError) else type(exc).__name__
+            )
+            raise UnavailableError(
+                f"The database cannot be reached right now ({reason}); try again in a moment."
+            ) from None
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, connecting on first use (and again after a failed first attempt)."""
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await self._connect_pool()
+        return self._pool
+
+    async def close(self) -> None:
+        """Close every connection."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
+        limits = self.limits
+        transaction = connection.transaction(readonly=True)
+        await transaction.start()
+        try:
+            await connection.fetchval(
+                "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), "
+                "set_config('idle_in_transaction_session_timeout', $3, true)",
+                f"{limits.statement_timeout_ms}ms",
+                f"{limits.lock_timeout_ms}ms",
+                f"{limits.idle_in_transaction_timeout_ms}ms",
+            )
+            yield
+        finally:
+            # Shielded: a cancelled call still rolls back (or loses its connection) before it ends.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
+                if connection.is_closed():
+                    pass
+                elif not connection.is_in_transaction():
+                    logger.warning("a statement left its read-only transaction; discarding the connection")
+                    connection.terminate()
+                else:
+                    try:
+                        await transaction.rollback()
+                    except (*_CONNECTION_LOST, asyncpg.PostgresError):
+                        connection.terminate()
+            if cleanup.cancelled_caught:
+                connection.terminate()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncGenerator[PoolConnectionProxy[asyncpg.Record]]:
+        pool = await self.pool()
+        try:
+            async with pool.acquire(timeout=self._connect_timeout) as connection:
+                yield connection
+        except TimeoutError as exc:
+            raise UnavailableError("Every database connection is busy; try again in a moment.") from exc
+        except _CONNECTION_LOST as exc:
+            raise UnavailableError(
+                "The database connection was lost (the server may be restarting); try the call again."
+            ) from exc
+
+    async def run(
+        self, statement: CheckedStatement, params: Sequence[Any] = (), max_rows: int | None = None
+    ) -> QueryResult:
+        """Run a checked statement read-only and return at most `max_rows` rows within the byte budget."""
+        limits = self.limits
+        row_cap = min(max_rows or limits.max_rows, limits.max_rows)
+        started = time.perf_counter()
+        async with self._connection() as connection, self._read_only(connection):
+            try:
+                prepared = await connection.prepare(statement.sql)
+                columns = [Column(a.name, a.type.name) for a in prepared.get_attributes()]
+                result = QueryResult(columns=columns)
+                if not columns:
+                    await prepared.fetch(*params)
+                else:
+                    await self._collect(prepared, params, row_cap, result)
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, _CONNECTION_LOST):
+                    raise
+                raise QueryFailedError(exc) from None
+            except (asyncpg.exceptions.DataError, TypeError, ValueError) as exc:
+                raise BulkheadError(
+                    f"A parameter does not fit its placeholder: {exc}. Pass numbers as JSON numbers, "
+                    "and dates, times and exact decimals as strings."
+                ) from None
+        result.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        return result
+
+    async def _collect(
+        self,
+        prepared: PreparedStatement[asyncpg.Record],
+        params: Sequence[Any],
+        row_cap: int,
+        result: QueryResult,
+    ) -> None:
+        limits = self.limits
+        budget = limits.max_bytes
+        cursor = await prepared.cursor(*params)
+        while True:
+            wanted = min(BATCH_ROWS, row_cap + 1 - len(result.rows))
+            batch = await cursor.fetch(wanted)
+            for record in batch:
+                row = [to_json_value(value, limits.max_cell_chars) for value in record.values()]
+                if len(result.rows) >= row_cap:
+                    result.truncated, result.truncated_reason = True, f"more than {row_cap} rows"
+                    return
+                budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
+                if budget < 0:
+                    result.truncated = True
+                    result.truncated_reason = f"more than {limits.max_bytes} bytes of row data"
+                    return
+                result.rows.append(row)
+            if len(batch) < wanted:
+                return
+
+    async def catalog(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Our own catalog SQL (never user text), under the same read-only transaction and timeouts."""
+        async with self._connection() as connection, self._read_only(connection):
+            try:
+                return await connection.fetch(sql, *args)
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, _CONNECTION_LOST):
+                    raise
+                raise QueryFailedError(exc) from None
