@@ -187,11 +187,23 @@ async def test_every_server_scenario_of_the_pinned_suite_is_classified(conforman
     assert set(APPLICABLE_SCENARIOS) | set(EXCLUDED_SCENARIOS) == listed
 
 
-async def test_users_server_passes_every_applicable_conformance_scenario(conformance: list[str]) -> None:
+@pytest.mark.parametrize(
+    "module",
+    [
+        "bulkhead_users",
+        # On its embedded demo database (a throwaway cluster), so it needs PostgreSQL's programs.
+        pytest.param("bulkhead_postgres", marks=pytest.mark.postgres),
+    ],
+)
+async def test_server_passes_every_applicable_conformance_scenario(
+    conformance: list[str], module: str, request: pytest.FixtureRequest
+) -> None:
+    if module == "bulkhead_postgres":
+        request.getfixturevalue("pg_cluster")  # skips locally (fails under CI) without PostgreSQL
     failures: list[str] = []
     # Each run spends about half a second of CPU loading the CLI: one run per core at a time.
     limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
-    async with http_server("bulkhead_users") as server:
+    async with http_server(module, startup_timeout=90) as server:
 
         async def run(scenario: str) -> None:
             command = [*conformance, "server", "--url", server.mcp_url, "--scenario", scenario]

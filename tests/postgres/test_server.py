@@ -1,6 +1,7 @@
 """bulkhead-postgres through the in-memory client against a real PostgreSQL, as a read-only role."""
 
 import secrets
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -486,3 +487,45 @@ async def test_a_cancelled_call_cancels_the_query_on_the_server(shop: Shop) -> N
     finally:
         await context.__aexit__(None, None, None)
     assert data(after)["rows"] == [[2]]
+
+
+async def test_a_database_restart_is_a_clear_error_and_then_calls_succeed(
+    shop: Shop, pg_cluster: PgCluster
+) -> None:
+    runtime, context = await start(shop.reader_dsn)
+    try:
+        async with connect(runtime.server) as client:
+            assert data(await client.call_tool("query", {"sql": "SELECT 1"}))["rows"] == [[1]]
+            await anyio.to_thread.run_sync(pg_cluster.stop)
+            try:
+                down = await client.call_tool("query", {"sql": "SELECT 1"})
+            finally:
+                await anyio.to_thread.run_sync(pg_cluster.start)
+            results = [await client.call_tool("query", {"sql": "SELECT 2"}) for _ in range(3)]
+    finally:
+        await context.__aexit__(None, None, None)
+    assert down.is_error
+    assert "try" in text(down)
+    assert "Internal error" not in text(down)
+    assert shop.reader_dsn not in text(down)
+    # The pool replaces the dead connections: at most the first call after the restart fails.
+    assert not results[-1].is_error
+    assert data(results[-1])["rows"] == [[2]]
+
+
+async def test_a_million_row_table_is_read_with_bounded_memory(shop: Shop) -> None:
+    runtime, context = await start(shop.reader_dsn, max_rows=100_000, max_bytes=2_000_000)
+    try:
+        async with connect(runtime.server) as client:
+            tracemalloc.start()
+            try:
+                result = data(await client.call_tool("query", {"sql": "SELECT * FROM shop.big"}))
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    finally:
+        await context.__aexit__(None, None, None)
+    assert result["truncated"] is True
+    assert "bytes" in result["truncated_reason"]
+    # Two megabytes of row data, a few copies of it on the way out, and nothing like 1M rows.
+    assert peak < 40_000_000
