@@ -45,6 +45,7 @@ INSERT INTO shop.orders (id, customer_id, total, note)
     SELECT g, 1 + g % 50, (g * 1.25)::numeric(12, 2), repeat('x', g % 7) FROM generate_series(1, 2000) g;
 CREATE TABLE shop.big AS SELECT g AS id, md5(g::text) AS digest FROM generate_series(1, 1000000) g;
 ANALYZE;
+CREATE SEQUENCE shop.counter;
 CREATE SCHEMA secret;
 CREATE TABLE secret.keys (k text);
 -- A function that writes, executable by the reader: the guard cannot know, the read-only
@@ -66,16 +67,24 @@ class Shop:
     async def admin(self) -> asyncpg.Connection:
         return await self.database.connect()
 
-    async def snapshot(self) -> tuple[int, int, str]:
-        """A fingerprint of the data, to prove an attack changed nothing."""
+    async def snapshot(self) -> tuple[Any, ...]:
+        """A fingerprint of the data, sequences and tables, to prove an attack changed nothing."""
         connection = await self.admin()
         try:
-            customers = await connection.fetchval("SELECT count(*) FROM shop.customers")
-            orders = await connection.fetchval("SELECT count(*) FROM shop.orders")
-            digest = await connection.fetchval(
-                "SELECT md5(string_agg(id || ':' || name, ',' ORDER BY id)) FROM shop.customers"
+            return (
+                await connection.fetchval("SELECT count(*) FROM shop.customers"),
+                await connection.fetchval("SELECT count(*) FROM shop.orders"),
+                await connection.fetchval(
+                    "SELECT md5(string_agg(id || ':' || name, ',' ORDER BY id)) FROM shop.customers"
+                ),
+                await connection.fetchval("SELECT last_value FROM shop.counter"),
+                await connection.fetchval("SELECT is_called FROM shop.counter"),
+                await connection.fetchval(
+                    "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class "
+                    "WHERE relnamespace = 'shop'::regnamespace"
+                ),
+                await connection.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
             )
-            return customers, orders, digest
         finally:
             await connection.close()
 
@@ -91,6 +100,8 @@ async def shop(pg_cluster: PgCluster) -> AsyncIterator[Shop]:
             await connection.execute(f'GRANT CONNECT ON DATABASE "{database.name}" TO {reader}')
             await connection.execute(f"GRANT USAGE ON SCHEMA shop TO {reader}")
             await connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {reader}")
+            # Enough rights for the attacks to matter: only the server may stop them.
+            await connection.execute(f"GRANT USAGE, UPDATE ON SEQUENCE shop.counter TO {reader}")
             await connection.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {reader}")
             await connection.execute(f"ALTER ROLE {reader} SET default_transaction_read_only = on")
         finally:
@@ -262,21 +273,52 @@ async def test_values_come_out_as_exact_json(served: Running) -> None:
 
 
 ATTACKS = [
+    # multi-statement strings
     "SELECT 1; DELETE FROM shop.customers",
+    "SELECT 1; COMMIT; DROP TABLE shop.orders",
+    "/* c */ SELECT 1;; UPDATE shop.customers SET name = 'x'",
+    # statements that leave the transaction or change the session
+    "COMMIT",
+    "ROLLBACK",
+    "SET TRANSACTION READ WRITE",
+    "SET default_transaction_read_only = off",
+    "RESET ALL",
+    "PREPARE p AS DELETE FROM shop.customers",
+    "DEALLOCATE ALL",
+    "LISTEN channel",
+    "DECLARE c CURSOR WITH HOLD FOR SELECT * FROM shop.customers",
+    "LOCK TABLE shop.customers",
+    "DO $$ BEGIN DELETE FROM shop.customers; END $$",
+    # writes in disguise
     "DELETE FROM shop.customers",
-    "WITH gone AS (DELETE FROM shop.customers RETURNING *) SELECT count(*) FROM gone",
     "UPDATE shop.customers SET name = 'x'",
+    "WITH gone AS (DELETE FROM shop.customers RETURNING *) SELECT count(*) FROM gone",
+    "SELECT * FROM (WITH x AS (UPDATE shop.customers SET name = 'y' RETURNING 1) SELECT * FROM x) s",
     "SELECT * INTO shop.copy FROM shop.customers",
     "SELECT * FROM shop.customers FOR UPDATE",
-    "COMMIT",
-    "SET default_transaction_read_only = off",
-    "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT * FROM (SELECT * FROM shop.customers FOR SHARE) s",
+    "EXPLAIN ANALYZE DELETE FROM shop.customers",
     "COPY shop.customers TO PROGRAM 'id'",
-    "DO $$ BEGIN DELETE FROM shop.customers; END $$",
-    "SELECT pg_sleep(10)",
-    "SELECT * FROM pg_read_file('/etc/passwd')",
+    "COPY shop.customers TO '/tmp/bulkhead-leak'",
     "TRUNCATE shop.orders",
     "DROP TABLE shop.orders",
+    # side-effect and escape-hatch functions, wherever they appear
+    "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT * FROM set_config('statement_timeout', '0', false)",
+    "SELECT nextval('shop.counter')",
+    "SELECT id FROM shop.customers WHERE setval('shop.counter', 99) > 0",
+    "SELECT PG_CATALOG.NEXTVAL('shop.counter')",
+    "SELECT ('shop.counter'::regclass).nextval",
+    "SELECT pg_advisory_lock(1)",
+    "SELECT pg_notify('x', 'y')",
+    "SELECT pg_sleep(10)",
+    "SELECT * FROM pg_read_file('/etc/passwd')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT query_to_xml('DELETE FROM shop.customers RETURNING 1', true, true, '')",
+    "SELECT dblink_exec('dbname=postgres', 'DROP TABLE shop.orders')",
+    "SELECT txid_current()",
+    "SELECT pg_terminate_backend(pg_backend_pid())",
+    "SELECT CASE WHEN true THEN pg_switch_wal() END",
 ]
 
 
