@@ -9,6 +9,7 @@ from mcp_types import CallToolResult
 
 from bulkhead.app import BulkheadServer
 from bulkhead.testing import connect
+from bulkhead_users.filedir import FileDirectory
 from bulkhead_users.server import build_server
 from tests.users.conftest import make_settings
 
@@ -147,3 +148,70 @@ async def test_replicas_sharing_a_cursor_secret_accept_each_others_cursors(bundl
         cursor = (await _first_page(first_client))["next_cursor"]
         result = await second_client.call_tool("search_users", {"page_size": 5, "cursor": cursor})
     assert not result.is_error
+
+
+async def _page_two(client: Any, tool: str, first: dict[str, Any], second: dict[str, Any]) -> CallToolResult:
+    """Page 2 of `tool`: page 1 asked with `first`, its cursor passed back with `second`."""
+    page = await client.call_tool(tool, {"page_size": 2, **first})
+    assert not page.is_error, _text(page)
+    cursor = page.structured_content["next_cursor"]
+    assert cursor
+    return await client.call_tool(tool, {"page_size": 2, **second, "cursor": cursor})
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("search_users", {"department": "Engineering"}),
+        ("list_direct_reports", {"user": "u00001"}),
+        ("get_group_members", {"group": "leadership"}),
+    ],
+)
+async def test_a_cursor_made_with_the_default_sort_is_accepted_with_that_sort_named(
+    server: BulkheadServer, tool: str, arguments: dict[str, Any]
+) -> None:
+    async with connect(server) as client:
+        named = await _page_two(client, tool, arguments, {**arguments, "sort": "display_name"})
+        other = await _page_two(client, tool, arguments, {**arguments, "sort": "id"})
+    assert not named.is_error, _text(named)
+    assert other.is_error
+
+
+async def test_a_direct_reports_cursor_follows_the_person_however_they_are_named(
+    server: BulkheadServer, bundled: Any
+) -> None:
+    boss = await bundled.get("u00001", ("id",))
+    async with connect(server) as client:
+        by_id = await _page_two(client, "list_direct_reports", {"user": "u00001"}, {"user": "u00001"})
+        by_email = await _page_two(
+            client, "list_direct_reports", {"user": "u00001"}, {"user": boss["email"].upper()}
+        )
+        by_username = await _page_two(
+            client, "list_direct_reports", {"user": boss["email"]}, {"user": boss["username"]}
+        )
+    assert not by_id.is_error
+    assert by_email.structured_content == by_username.structured_content == by_id.structured_content
+
+
+async def test_a_direct_reports_cursor_is_refused_for_an_id_differing_only_in_case(tmp_path: Any) -> None:
+    path = tmp_path / "people.json"
+    people = [{"id": "a1"}, {"id": "A1"}] + [
+        {"id": f"r{n}", "manager_id": boss} for n, boss in enumerate(["a1", "a1", "a1", "A1", "A1", "A1"])
+    ]
+    path.write_text(json.dumps(people))
+    directory = FileDirectory(path)
+    await directory.open()
+    server = build_server(make_settings(audit="off"), directory)
+    async with connect(server) as client:
+        same = await _page_two(client, "list_direct_reports", {"user": "a1"}, {"user": "a1"})
+        other = await _page_two(client, "list_direct_reports", {"user": "a1"}, {"user": "A1"})
+    assert not same.is_error
+    assert "start from the first page" in _text(other)
+
+
+async def test_a_group_members_cursor_accepts_the_group_in_any_case(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        same = await _page_two(client, "get_group_members", {"group": "leadership"}, {"group": " LEADERSHIP"})
+        other = await _page_two(client, "get_group_members", {"group": "leadership"}, {"group": "on-call"})
+    assert not same.is_error
+    assert other.is_error

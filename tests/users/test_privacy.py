@@ -5,9 +5,13 @@ import logging
 from typing import Any
 
 import pytest
+from mcp import MCPError
 from mcp_types import CallToolResult
 
+from bulkhead.errors import InvalidArgumentError
 from bulkhead.testing import connect
+from bulkhead_users.directory import UserLookup
+from bulkhead_users.fields import FieldPolicy
 from bulkhead_users.filedir import FileDirectory
 from bulkhead_users.server import build_server
 from tests.users.conftest import make_settings
@@ -67,18 +71,33 @@ async def test_free_text_search_never_matches_a_hidden_field(bundled: FileDirect
 
 async def test_hidden_filter_is_rejected_exactly_like_an_unknown_one(bundled: FileDirectory) -> None:
     server = build_server(make_settings(audit="off", fields=["id", "display_name", "department"]), bundled)
-    async with connect(server) as client:
-        hidden = await client.call_tool("search_users", {"location": "Berlin"})
-        hidden_nomatch = await client.call_tool("search_users", {"location": "Atlantis"})
-        hidden_group = await client.call_tool("search_users", {"group": "leadership"})
-    messages = {
-        _text(r).replace("location", "X").replace("groups", "X")
-        for r in (hidden, hidden_nomatch, hidden_group)
+    calls = {
+        "location": {"location": "Berlin"},
+        "location ": {"location": "Atlantis"},
+        "group": {"group": "leadership"},
+        "shoe_size": {"shoe_size": "42"},
     }
-    assert all(r.is_error for r in (hidden, hidden_nomatch, hidden_group))
-    # Same answer whether the hidden value would have matched or not: nothing is revealed.
+    async with connect(server) as client:
+        results = {name: await client.call_tool("search_users", call) for name, call in calls.items()}
+    messages = {_text(result).replace(repr(name.strip()), "X") for name, result in results.items()}
+    assert all(result.is_error for result in results.values())
+    # Same answer whether the hidden value would have matched or not, and for a field that does not
+    # exist at all: nothing is revealed.
     assert len(messages) == 1
-    assert "Berlin" not in _text(hidden)
+    assert "its arguments are: query, department, sort, page_size, cursor." in messages.pop()
+    assert "Berlin" not in _text(results["location"])
+
+
+async def test_search_offers_only_the_filters_and_sort_fields_of_visible_fields(
+    bundled: FileDirectory,
+) -> None:
+    server = build_server(make_settings(audit="off", fields=["id", "display_name", "department"]), bundled)
+    async with connect(server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    properties = tools["search_users"].input_schema["properties"]
+    assert list(properties) == ["query", "department", "sort", "page_size", "cursor"]
+    assert properties["sort"]["anyOf"][0]["enum"] == ["display_name", "id", "department"]
+    assert "location" not in (tools["search_users"].description or "")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +108,7 @@ async def test_sorting_by_a_hidden_or_unknown_field_is_rejected(bundled: FileDir
     async with connect(server) as client:
         result = await client.call_tool("search_users", {"sort": sort})
     assert result.is_error
-    assert "choose one of: display_name, id" in _text(result)
+    assert "Input should be 'display_name', 'id' or 'department'" in _text(result)
 
 
 async def test_lookup_by_a_hidden_email_finds_nobody(bundled: FileDirectory) -> None:
@@ -106,18 +125,44 @@ async def test_lookup_by_a_hidden_email_finds_nobody(bundled: FileDirectory) -> 
     assert by_id.structured_content == {"id": "u00001", "display_name": record["display_name"]}
 
 
-async def test_manager_and_group_tools_refuse_when_those_fields_are_hidden(bundled: FileDirectory) -> None:
-    server = build_server(make_settings(audit="off", fields=["id", "display_name"]), bundled)
+@pytest.mark.parametrize(
+    ("fields", "offered"),
+    [
+        (["display_name"], set[str]()),
+        (["display_name", "manager_id"], {"get_manager_chain", "list_direct_reports"}),
+        (["display_name", "groups"], {"list_groups", "get_group_members"}),
+    ],
+)
+async def test_manager_and_group_tools_are_offered_only_when_their_fields_are_visible(
+    bundled: FileDirectory, fields: list[str], offered: set[str]
+) -> None:
+    server = build_server(make_settings(audit="off", fields=fields), bundled)
+    unoffered = {"get_manager_chain", "list_direct_reports", "list_groups", "get_group_members"} - offered
     async with connect(server) as client:
-        outcomes = [
-            await client.call_tool("get_manager_chain", {"user": "u00002"}),
-            await client.call_tool("list_direct_reports", {"user": "u00001"}),
-            await client.call_tool("list_groups", {}),
-            await client.call_tool("get_group_members", {"group": "leadership"}),
-        ]
-    for result in outcomes:
-        assert result.is_error
-        assert "not available on this server" in _text(result)
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        for name in unoffered:
+            with pytest.raises(MCPError, match=f"Unknown tool: {name}"):
+                await client.call_tool(name, {"user": "u00001", "group": "leadership"})
+        instructions = client.instructions or ""
+    assert tools == {"get_user", "search_users", *offered}
+    for name in unoffered:
+        assert name not in instructions
+
+
+async def test_the_lookup_refuses_manager_and_group_questions_when_those_fields_are_hidden(
+    bundled: FileDirectory,
+) -> None:
+    lookup = UserLookup(bundled, FieldPolicy(["id", "display_name"]))
+    refusals = [
+        lookup.manager_chain("u00002"),
+        lookup.reports_query("u00001", None),
+        lookup.groups(0, 10),
+    ]
+    for refusal in refusals:
+        with pytest.raises(InvalidArgumentError, match="not available on this server"):
+            await refusal
+    with pytest.raises(InvalidArgumentError, match="not available on this server"):
+        lookup.group_query("leadership", None)
 
 
 async def test_audit_records_carry_arguments_but_never_results(

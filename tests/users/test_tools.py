@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+from mcp import MCPError
 from mcp_types import CallToolResult
 
 from bulkhead.app import BulkheadServer
@@ -140,3 +141,56 @@ async def test_user_resource_returns_the_visible_fields_as_json(server: Bulkhead
     text = getattr(result.contents[0], "text", "")
     assert '"id": "u00002"' in text
     assert "phone" not in text
+
+
+async def test_get_user_with_a_name_points_to_search_users_in_a_sentence(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool("get_user", {"user": "Ada Lovelace"})
+    text = error_text(result)
+    assert "No user has the id, email or username 'Ada Lovelace'. Use search_users" in text
+    assert "validation error" not in text
+
+
+@pytest.mark.parametrize("tool", ["get_user", "get_manager_chain", "list_direct_reports"])
+async def test_a_blank_user_is_refused_with_a_sentence(server: BulkheadServer, tool: str) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool(tool, {"user": "   "})
+    assert "user is blank: pass an id, email address or username" in error_text(result)
+
+
+@pytest.mark.parametrize("group", [" ", "\u3000"])
+async def test_a_blank_group_is_refused_instead_of_listing_everyone(
+    server: BulkheadServer, group: str
+) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool("get_group_members", {"group": group})
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert "group is blank" in error_text(result)
+    assert result.structured_content is None
+    group_schema = tools["get_group_members"].input_schema["properties"]["group"]
+    assert group_schema["minLength"] == 1
+    assert group_schema["maxLength"] == 200
+
+
+async def test_a_group_name_with_control_characters_is_refused(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        result = await client.call_tool("get_group_members", {"group": "leadership\n"})
+    assert "control characters" in error_text(result)
+
+
+async def test_the_user_resource_of_an_unknown_id_is_not_found(server: BulkheadServer) -> None:
+    async with connect(server) as client:
+        with pytest.raises(MCPError, match="No user has the id 'U00001'"):
+            await client.read_resource("users://U00001")
+
+
+async def test_the_tools_that_list_people_describe_what_they_return_and_when_they_fail(
+    server: BulkheadServer,
+) -> None:
+    async with connect(server) as client:
+        tools = {tool.name: tool.description or "" for tool in (await client.list_tools()).tools}
+    assert "total number of direct reports" in tools["list_direct_reports"]
+    assert "search_users" in tools["list_direct_reports"]
+    assert "total number of members" in tools["get_group_members"]
+    assert "list_groups" in tools["get_group_members"]
+    assert "`group` matches anyone in that group" in tools["search_users"]

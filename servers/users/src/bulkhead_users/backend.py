@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from bulkhead.errors import UnavailableError
 from bulkhead_users.directory import Directory
-from bulkhead_users.filedir import DirectoryFileError, FileDirectory
+from bulkhead_users.fields import FieldPolicy
+from bulkhead_users.filedir import FileDirectory
 from bulkhead_users.settings import BUNDLED_DIRECTORY, UsersSettings
 
 __all__ = ["create_directory", "opened"]
@@ -25,6 +26,8 @@ def create_directory(settings: UsersSettings) -> Directory:
             table=settings.table,
             column_map=settings.column_map(),
             pool_size=settings.pool_size,
+            # Only the allow-list's columns are read: hidden values never enter the process.
+            fields=FieldPolicy(settings.fields).visible,
         )
     return FileDirectory(settings.directory or BUNDLED_DIRECTORY)
 
@@ -34,12 +37,11 @@ async def opened(directory: Directory) -> AsyncGenerator[Directory]:
     """Open `directory` for the server's lifetime; a backend that cannot open stops the start (exit 2)."""
     try:
         await directory.open()
-    except (OSError, DirectoryFileError, ValueError, UnavailableError) as exc:
+    except (OSError, ValueError, UnavailableError) as exc:
         # The exception text never includes the DSN: asyncpg reports host and port, not passwords.
+        # ValueError covers DirectoryFileError (a subclass) and the backends' refusals of the table.
         setting = "dsn" if not isinstance(directory, FileDirectory) else "directory"
-        reason = (
-            str(exc) if isinstance(exc, DirectoryFileError | ValueError) else f"{type(exc).__name__}: {exc}"
-        )
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         sys.stderr.write(f"bulkhead-users: cannot open the directory ({setting}): {reason}\n")
         raise SystemExit(2) from None
     try:

@@ -25,12 +25,17 @@ MAX_CHAIN = 50
 
 @dataclass(frozen=True)
 class Query:
-    """A search: free text over `text_fields`, exact filters, and an order."""
+    """A search: free text over `text_fields`, filters, and an order.
+
+    `text` and `filters` values are lower-cased and match case-insensitively; `exact` values match
+    exactly, case and all (a manager id: `a1` and `A1` are different people).
+    """
 
     text: str | None
     text_fields: tuple[str, ...]
     filters: tuple[tuple[str, str], ...]
     sort: str
+    exact: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,23 @@ class UserLookup:
             raise InvalidArgumentError(f"{what} is not available on this server.")
 
     async def get(self, key: str) -> Record:
-        """One person by id, or by email or username when those are visible."""
+        """One person (the whole record) by id, or by email or username when those are visible."""
+        if not key.strip():
+            raise InvalidArgumentError(
+                "user is blank: pass an id, email address or username, or use search_users to find "
+                "people by name."
+            )
         record = await self.directory.get(key.strip(), self.policy.keys)
         if record is None:
-            by = ", ".join(self.policy.keys)
+            keys = self.policy.keys
+            by = " or ".join(keys) if len(keys) < 3 else f"{', '.join(keys[:-1])} or {keys[-1]}"
             raise NotFoundError(f"No user has the {by} {key!r}. Use search_users to find people by name.")
         return record
+
+    async def person(self, user_id: str) -> Record | None:
+        """The visible fields of the person whose id is exactly `user_id`, or None."""
+        record = await self.directory.get(user_id, ("id",))
+        return None if record is None else self.project(record)
 
     def query(
         self,
@@ -113,7 +129,7 @@ class UserLookup:
                     f"Filtering by {name!r} is not available on this server; filters: {available}."
                 )
             chosen.append((name, _norm(value)))
-        order = sort or ("display_name" if "display_name" in self.policy.sorts else "id")
+        order = sort or self.policy.default_sort
         if order not in self.policy.sorts:
             raise InvalidArgumentError(
                 f"Cannot sort by {order!r}; choose one of: {', '.join(self.policy.sorts)}."
@@ -148,26 +164,33 @@ class UserLookup:
             current = manager
         return self.project(person), chain, truncated
 
-    async def direct_reports(
-        self, key: str, sort: str | None, offset: int, limit: int
-    ) -> tuple[Record, Page]:
-        """The person and a page of the people whose manager they are."""
+    async def reports_query(self, key: str, sort: str | None) -> tuple[Record, Query]:
+        """The person `key` names (visible fields) and the query for their direct reports.
+
+        Reports are the people whose manager_id is exactly the person's id (ids are
+        case-sensitive); run the query with `search`.
+        """
         self._require("manager_id", "Manager information")
         person = await self.get(key)
-        query = self.query(None, {}, sort)
-        query = Query(None, (), (("manager_id", _norm(str(person["id"]))),), query.sort)
-        return self.project(person), await self.search(query, offset, limit)
+        order = self.query(None, {}, sort).sort
+        return self.project(person), Query(None, (), (), order, exact=(("manager_id", str(person["id"])),))
 
     async def groups(self, offset: int, limit: int) -> tuple[list[tuple[str, int]], int]:
         """A page of (group, member count), and how many groups there are."""
         self._require("groups", "Group information")
         return await self.directory.groups(offset, limit)
 
-    async def group_members(self, group: str, sort: str | None, offset: int, limit: int) -> Page:
-        """A page of the members of `group`."""
+    def group_query(self, group: str, sort: str | None) -> Query:
+        """The query for the members of `group` (case-insensitive); run it with `group_members`."""
         self._require("groups", "Group information")
-        query = self.query(None, {"groups": group}, sort)
+        if not group.strip():
+            raise InvalidArgumentError("group is blank: pass a group name; list_groups shows them.")
+        return self.query(None, {"groups": group}, sort)
+
+    async def group_members(self, query: Query, offset: int, limit: int) -> Page:
+        """A page of the members of the group `query` (from `group_query`) names."""
         page = await self.search(query, offset, limit)
         if page.total == 0:
+            group = dict(query.filters).get("groups")
             raise NotFoundError(f"No group is named {group!r}. Use list_groups to see the group names.")
         return page

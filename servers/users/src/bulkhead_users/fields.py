@@ -1,5 +1,6 @@
 """The fields a directory record can have, and which of them the model may ever see."""
 
+from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "SORT_FIELDS",
     "TEXT_FIELDS",
     "FieldPolicy",
+    "check_fields",
 ]
 
 ALL_FIELDS: Final = (
@@ -51,19 +53,26 @@ LIST_FIELDS: Final = frozenset({"groups"})
 """Fields whose value is a list of strings."""
 
 
+def check_fields(names: Iterable[str]) -> None:
+    """Raise ValueError naming the first of `names` that is not a field (the one place this is checked)."""
+    for name in names:
+        if name not in ALL_FIELDS:
+            raise ValueError(f"unknown field {name!r}; fields are: {', '.join(ALL_FIELDS)}")
+
+
 class FieldPolicy:
     """The allow-list: the only fields that may appear in results, filters, sorts and lookups."""
 
-    def __init__(self, allowed: tuple[str, ...] | list[str]) -> None:
-        unknown = [name for name in allowed if name not in ALL_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r}; fields are: {', '.join(ALL_FIELDS)}")
+    def __init__(self, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        check_fields(allowed)
         chosen = {"id", *allowed}
         self.visible: tuple[str, ...] = tuple(name for name in ALL_FIELDS if name in chosen)
         self.keys = tuple(name for name in KEY_FIELDS if name in chosen)
         self.text = tuple(name for name in TEXT_FIELDS if name in chosen)
         self.filters = tuple(name for name in FILTER_FIELDS if name in chosen)
         self.sorts = tuple(name for name in SORT_FIELDS if name in chosen)
+        self.default_sort = "display_name" if "display_name" in chosen else "id"
 
     def allows(self, name: str) -> bool:
         """Whether `name` is on the allow-list."""

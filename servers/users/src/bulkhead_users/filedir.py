@@ -2,7 +2,9 @@
 
 JSON: a list of objects, or an object with a `users` list. CSV: a header row of field names;
 `groups` is a `;`-separated list. Unknown columns are ignored; every record needs an `id`.
-A file that fails to reload is logged and the previous contents keep serving.
+When several records share an email or username, lookups find the one with the lowest id (in
+code point order, as the PostgreSQL backend does). A file that fails to reload is logged and the
+previous contents keep serving.
 """
 
 import csv
@@ -13,7 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bulkhead_users.directory import Page, Query, Record
 from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS
@@ -30,37 +32,64 @@ class DirectoryFileError(ValueError):
     """The directory file cannot be used; the message names the file and the record."""
 
 
+_SCALARS = (str, int, float, bool)
+"""What a field's value (or a groups entry) may be in JSON: nested lists and objects are refused."""
+
+
 def _clean(raw: dict[str, Any], where: str) -> Record:
     record: Record = {}
     for name in ALL_FIELDS:
         value = raw.get(name)
         if name in LIST_FIELDS:
             if isinstance(value, str):
-                value = [part.strip() for part in value.split(";") if part.strip()]
+                items: list[Any] = [part.strip() for part in value.split(";") if part.strip()]
             elif value is None:
-                value = []
-            elif not isinstance(value, list):
+                items = []
+            elif isinstance(value, list):
+                # null entries are left out, as the PostgreSQL backend leaves out NULLs in its array.
+                items = [item for item in cast("list[Any]", value) if item is not None]
+            else:
                 raise DirectoryFileError(f"{where}: {name} must be a list of strings")
-            record[name] = [str(item) for item in value]  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType] -- JSON list
+            if not all(isinstance(item, _SCALARS) for item in items):
+                raise DirectoryFileError(f"{where}: {name} must be a list of strings")
+            record[name] = [str(item) for item in items]
         elif value is None or value == "":
             record[name] = None
+        elif not isinstance(value, _SCALARS):
+            raise DirectoryFileError(f"{where}: {name} must be a string or a number")
         else:
-            record[name] = str(value)  # pyright: ignore[reportUnknownArgumentType] -- a JSON/CSV scalar
+            record[name] = str(value)
     if not record["id"]:
         raise DirectoryFileError(f"{where}: the record has no id")
     return record
 
 
 def parse_records(data: bytes, path: Path) -> list[Record]:
-    """Parse a JSON or CSV directory file (chosen by the file's suffix) into records."""
+    """Parse a JSON or CSV directory file (chosen by the file's suffix) into records.
+
+    Raises:
+        DirectoryFileError: the file cannot be used; the message names it (and the record at fault).
+    """
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-        raw_records: list[Any] = list(reader)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DirectoryFileError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded)") from None
+        reader = csv.DictReader(io.StringIO(text))
+        try:
+            raw_records: list[Any] = list(reader)
+        except csv.Error as exc:
+            # For one, a field over the csv module's limit (128 KiB) is refused here.
+            raise DirectoryFileError(
+                f"{path}: line {reader.reader.line_num}: not readable CSV ({exc})"
+            ) from None
         first_line = 2
     else:
         try:
             parsed = json.loads(data)
-        except ValueError as exc:
+        except RecursionError:
+            raise DirectoryFileError(f"{path}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # UnicodeDecodeError too: JSON must be UTF-8
             raise DirectoryFileError(f"{path}: not valid JSON ({exc})") from None
         if isinstance(parsed, dict) and "users" in parsed:
             parsed = parsed["users"]  # pyright: ignore[reportUnknownVariableType] -- JSON object
@@ -97,7 +126,10 @@ class _Index:
             self.by_key["id"][record["id"]] = record
             for name in ("email", "username"):
                 if record.get(name):
-                    self.by_key[name].setdefault(record[name].lower(), record)
+                    key = record[name].lower()
+                    held = self.by_key[name].get(key)
+                    if held is None or record["id"] < held["id"]:
+                        self.by_key[name][key] = record
             self.lowered.append(
                 {
                     name: [item.lower() for item in record[name]]
@@ -177,8 +209,11 @@ class FileDirectory:
                 for name, value in query.filters
             ):
                 continue
+            record = index.records[position]
+            if not all(record[name] == value for name, value in query.exact):
+                continue
             if offset <= total < offset + limit:
-                matches.append(index.records[position])
+                matches.append(record)
             total += 1
         return Page(matches, total)
 

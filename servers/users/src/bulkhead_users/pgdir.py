@@ -3,24 +3,41 @@
 The table and its column names are configurable (`column_map` maps our field names to yours);
 identifiers are validated and quoted, values always travel as query parameters. `groups` is a
 `text[]` column. Ordering uses the "C" collation so results come in the same order as from the
-file backend. Connections are opened lazily and re-opened after a database restart.
+file backend, and when several rows share an email or username the lowest id (in that order)
+wins, as in the file backend. Connections are opened lazily and re-opened after a database
+restart; every session uses the ISO date style, so dates read as YYYY-MM-DD whatever the
+database's own DateStyle.
+
+Only the columns of the allow-list (`fields`) are ever selected, checked or searched: the others
+are read as NULL, so hidden values never reach this process, and an operator may withhold them
+with column privileges (`GRANT SELECT (id, display_name, ...) ON users TO reader`).
 
 `open()` checks the table before the server serves: a missing table, a missing id column or a
 missing privilege stops the start with a reason, and a malformed DSN is reported without quoting
 it (it may hold a password). NULL entries in the groups array are ignored.
+
+Case-insensitive matching (search text, filters, email and username lookups) lower-cases with
+the database's `lower()`, the file backend with Python's `str.lower()`. They agree on ASCII, and
+on nearly all of Unicode where the database's default collation is ICU or a UTF-8 libc locale
+(a few characters whose lower case is two characters, like "İ", may still differ). In a database
+with the "C" or POSIX locale, PostgreSQL lower-cases ASCII letters only, so "ÉLODIE" in the table
+is not found by "élodie" there, though it is in a file. There is no portable way to fold case
+fully in such a database (ICU collations may be missing; `casefold()` is PostgreSQL 18+), so the
+difference stays: give such a database an ICU or UTF-8 locale, or store such values as people
+will type them.
 """
 
-import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
 from bulkhead.errors import UnavailableError
 from bulkhead_users.directory import Page, Query, Record
-from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS
+from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS, check_fields
+from bulkhead_users.sqlnames import quote_columns, quote_identifier
 
-__all__ = ["PostgresDirectory", "quote_identifier"]
+__all__ = ["PostgresDirectory"]
 
 _CONNECTION_LOST = (
     OSError,
@@ -30,8 +47,6 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.AdminShutdownError,
 )
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-
 
 def _reason(exc: BaseException) -> str:
     """A short, DSN-free reason: the server's message, or the socket error."""
@@ -40,16 +55,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
-
-
-def quote_identifier(name: str) -> str:
-    """`name` (optionally `schema.name`) as a quoted SQL identifier; ValueError if it is odd."""
-    parts = name.split(".")
-    if len(parts) > 2 or not all(_IDENTIFIER.match(part) for part in parts):
-        raise ValueError(
-            f"{name!r} is not a plain SQL identifier (letters, digits, _ and $; optional schema.)"
-        )
-    return ".".join(f'"{part}"' for part in parts)
 
 
 class PostgresDirectory:
@@ -62,14 +67,19 @@ class PostgresDirectory:
         column_map: dict[str, str] | None = None,
         pool_size: int = 4,
         timeout: float = 10.0,
+        fields: Iterable[str] = ALL_FIELDS,
     ) -> None:
+        """A backend over `table`, reading only the columns of `fields` (id always).
+
+        Pass the allow-list (`FieldPolicy.visible`) as `fields`; the others are read as NULL.
+        Raises ValueError for an unknown field or an identifier that is not plain.
+        """
+        fields = tuple(fields)
+        check_fields(fields)
         self._dsn = dsn
         self._table = quote_identifier(table)
-        mapping = column_map or {}
-        unknown = [name for name in mapping if name not in ALL_FIELDS]
-        if unknown:
-            raise ValueError(f"column map names unknown field {unknown[0]!r}")
-        self._columns = {name: quote_identifier(mapping.get(name, name)) for name in ALL_FIELDS}
+        self._columns = quote_columns(column_map or {})
+        self._fields = frozenset({"id", *fields})
         self._pool_size = pool_size
         self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
@@ -84,8 +94,10 @@ class PostgresDirectory:
                     max_size=self._pool_size,
                     timeout=self._timeout,
                     command_timeout=self._timeout,
+                    server_settings={"DateStyle": "ISO, YMD"},
                 )
-            except (asyncpg.InterfaceError, ValueError):
+            except (asyncpg.InterfaceError, ValueError, OverflowError):
+                # OverflowError: a port outside 0-65535, which only the socket layer notices.
                 # The DSN parser's messages quote pieces of the DSN, which may be the password.
                 raise ValueError(
                     "dsn is not a valid PostgreSQL connection string "
@@ -117,10 +129,19 @@ class PostgresDirectory:
                 existing = {f'"{row["attname"]}"' for row in names}
                 if self._columns["id"] not in existing:
                     raise ValueError(f"table {self._table} has no id column {self._columns['id']}")
-                self._present = tuple(name for name in ALL_FIELDS if self._columns[name] in existing)
+                self._present = tuple(
+                    name for name in ALL_FIELDS if name in self._fields and self._columns[name] in existing
+                )
                 # Reads nothing, but fails now (not at every call) on a missing privilege or a
-                # column that does not convert to text (or text[] for groups).
+                # column that does not convert to text (or text[] for groups). Only the columns
+                # of the allow-list are named, so privileges on the others do not matter.
                 await connection.fetch(f"SELECT {self._select()} FROM {self._table} LIMIT 0")
+        except TimeoutError as exc:
+            # A subclass of OSError: caught first, or it would read as a lost connection.
+            raise UnavailableError(
+                f"The user directory database did not answer within {self._timeout:g} seconds "
+                f"while checking table {self._table}; try again in a moment."
+            ) from exc
         except _CONNECTION_LOST as exc:
             raise UnavailableError(
                 f"The user directory database cannot be reached right now ({_reason(exc)}); "
@@ -151,6 +172,12 @@ class PostgresDirectory:
         pool = await self._ensure_pool()
         try:
             return await pool.fetch(sql, *args)
+        except TimeoutError as exc:
+            # A subclass of OSError: caught first, or it would read as a lost connection.
+            raise UnavailableError(
+                f"The user directory database did not answer within {self._timeout:g} seconds; "
+                "try again in a moment."
+            ) from exc
         except _CONNECTION_LOST as exc:
             raise UnavailableError(
                 "The user directory database connection was lost; try the request again."
@@ -186,6 +213,12 @@ class PostgresDirectory:
                 )
             else:
                 clauses.append(f"lower({column}::text) = ${len(args)}")
+        for name, value in query.exact:
+            if name not in self._present:
+                clauses.append("false")
+                continue
+            args.append(value)
+            clauses.append(f"{self._columns[name]}::text = ${len(args)}")
         return " AND ".join(clauses) or "true"
 
     async def get(self, key: str, key_fields: Sequence[str]) -> Record | None:
@@ -195,7 +228,7 @@ class PostgresDirectory:
                 continue
             column = self._columns[name]
             test = f"{column}::text = $1" if name == "id" else f"lower({column}::text) = lower($1)"
-            order = self._columns["id"]
+            order = f'{self._columns["id"]}::text COLLATE "C"'
             sql = f"SELECT {self._select()} FROM {self._table} WHERE {test} ORDER BY {order} LIMIT 1"
             rows = await self._fetch(sql, key)
             if rows:

@@ -7,7 +7,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bulkhead.settings import CommaList, ServerSettings
-from bulkhead_users.fields import ALL_FIELDS, DEFAULT_FIELDS
+from bulkhead_users.fields import DEFAULT_FIELDS, check_fields
+from bulkhead_users.sqlnames import quote_columns, quote_identifier
 
 __all__ = ["BUNDLED_DIRECTORY", "UsersSettings"]
 
@@ -71,18 +72,27 @@ class UsersSettings(ServerSettings):
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in ALL_FIELDS]
-        if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r}; available: {', '.join(ALL_FIELDS)}")
+        check_fields(value)
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _plain_table(cls, value: str) -> str:
+        quote_identifier(value)
         return value
 
     @field_validator("columns")
     @classmethod
     def _pairs(cls, value: list[str]) -> list[str]:
+        mapping: dict[str, str] = {}
         for pair in value:
             name, sep, column = pair.partition("=")
-            if not sep or name not in ALL_FIELDS or not column:
-                raise ValueError(f"{pair!r} is not field=column with a known field")
+            if not sep or not name or not column:
+                raise ValueError(f"{pair!r} is not field=column")
+            if name in mapping:
+                raise ValueError(f"{name!r} is given a column twice")
+            mapping[name] = column
+        quote_columns(mapping)
         return value
 
     def column_map(self) -> dict[str, str]:
