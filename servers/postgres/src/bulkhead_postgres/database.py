@@ -150,7 +150,7 @@ class Database:
                 server_settings=dict(SESSION_SETTINGS),
                 **extra,
             )
-        except (ValueError, asyncpg.exceptions.ClientConfigurationError):
+        except (ValueError, OverflowError, asyncpg.exceptions.ClientConfigurationError):
             # asyncpg's own text may quote part of a malformed DSN, password included.
             raise UnavailableError("The dsn setting is not a valid PostgreSQL connection string.") from None
         except (*_CONNECTION_LOST, TimeoutError, asyncpg.PostgresError) as exc:
