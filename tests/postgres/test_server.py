@@ -506,25 +506,35 @@ async def test_resources_give_an_overview_and_one_description_per_table(served: 
     assert '"primary_key": ["id"]' in getattr(table.contents[0], "text", "")
 
 
+async def _wait_in_postgres(shop: Shop, condition: str) -> None:
+    """Wait inside PostgreSQL (bounded by its own timeout) until `condition` about the reader holds."""
+    admin = await shop.admin()
+    try:
+        await admin.execute("SET statement_timeout = '5s'")
+        await admin.execute(
+            f"DO $$ BEGIN WHILE NOT ({condition}) LOOP PERFORM pg_sleep(0.02); END LOOP; END $$"
+        )
+    finally:
+        await admin.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the SDK's server runner logs 'no handler for notification notifications/cancelled' "
+    "and leaves the tool running, so the query runs on until its statement timeout",
+)
 async def test_a_cancelled_call_cancels_the_query_on_the_server(shop: Shop) -> None:
-    # A minute of statement timeout: only the cancellation can end the query within the wait below.
-    runtime, context = await start(shop.reader_dsn, statement_timeout_ms=60_000)
+    # Ten seconds of statement timeout: only the cancellation can end the query within the 5 s wait.
+    runtime, context = await start(shop.reader_dsn, statement_timeout_ms=10_000)
     sql = "SELECT count(*) FROM shop.big a, shop.big b WHERE a.id < b.id"
+    active = f"EXISTS (SELECT FROM pg_stat_activity WHERE usename = '{shop.reader}' AND state = 'active')"
     try:
         async with connect(runtime.server) as client:
-            with anyio.move_on_after(0.5):
-                await client.call_tool("query", {"sql": sql})
-            admin = await shop.admin()
-            try:
-                # Wait inside PostgreSQL (bounded by its own timeout) for the reader's query to be gone.
-                await admin.execute("SET statement_timeout = '20s'")
-                await admin.execute(
-                    "DO $$ BEGIN WHILE EXISTS (SELECT FROM pg_stat_activity "
-                    f"WHERE usename = '{shop.reader}' AND state = 'active') "
-                    "LOOP PERFORM pg_sleep(0.02); END LOOP; END $$"
-                )
-            finally:
-                await admin.close()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.call_tool, "query", {"sql": sql})
+                await _wait_in_postgres(shop, active)
+                tg.cancel_scope.cancel()
+            await _wait_in_postgres(shop, f"NOT {active}")
             after = await client.call_tool("query", {"sql": "SELECT 2"})
     finally:
         await context.__aexit__(None, None, None)

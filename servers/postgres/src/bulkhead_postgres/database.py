@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from asyncpg.prepared_stmt import PreparedStatement
 
 from bulkhead.errors import BulkheadError, UnavailableError
 from bulkhead_postgres.guard import CheckedStatement
@@ -37,6 +36,15 @@ BATCH_ROWS = 200
 """Rows pulled from the portal at a time: memory stays flat however big the table."""
 
 CLEANUP_SECONDS = 5
+
+_END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
+"""Ends every call in one round trip: the transaction, and anything a session could have kept."""
+
+
+async def _already_reset(_connection: object) -> None:
+    """The pool's reset on release: `_read_only` already ended the call with `_END_OF_CALL`."""
+
+
 """How long the rollback after a call may take before the connection is thrown away."""
 
 _CONNECTION_LOST = (
@@ -147,6 +155,7 @@ class Database:
                 max_size=self._pool_size,
                 timeout=self._connect_timeout,
                 init=install_codecs,
+                reset=_already_reset,
                 server_settings=dict(SESSION_SETTINGS),
                 **extra,
             )
@@ -178,16 +187,15 @@ class Database:
     @asynccontextmanager
     async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
         limits = self.limits
-        transaction = connection.transaction(readonly=True)
-        await transaction.start()
+        # Our own fixed text with integers from validated settings (never user SQL), so one
+        # simple-protocol round trip opens the transaction and sets its limits.
+        await connection.execute(
+            "BEGIN READ ONLY; "
+            f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
+            f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {int(limits.idle_in_transaction_timeout_ms)}"
+        )
         try:
-            await connection.fetchval(
-                "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true), "
-                "set_config('idle_in_transaction_session_timeout', $3, true)",
-                f"{limits.statement_timeout_ms}ms",
-                f"{limits.lock_timeout_ms}ms",
-                f"{limits.idle_in_transaction_timeout_ms}ms",
-            )
             yield
         finally:
             # Shielded: a cancelled call still rolls back (or loses its connection) before it ends.
@@ -199,7 +207,7 @@ class Database:
                     connection.terminate()
                 else:
                     try:
-                        await transaction.rollback()
+                        await connection.execute(_END_OF_CALL)
                     except (*_CONNECTION_LOST, asyncpg.PostgresError):
                         connection.terminate()
             if cleanup.cancelled_caught:
@@ -227,13 +235,7 @@ class Database:
         started = time.perf_counter()
         async with self._connection() as connection, self._read_only(connection):
             try:
-                prepared = await connection.prepare(statement.sql)
-                columns = [Column(a.name, a.type.name) for a in prepared.get_attributes()]
-                result = QueryResult(columns=columns)
-                if not columns:
-                    await prepared.fetch(*params)
-                else:
-                    await self._collect(prepared, params, row_cap, result)
+                result = await self._collect(connection, statement.sql, params, row_cap)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _CONNECTION_LOST):
                     raise
@@ -247,31 +249,34 @@ class Database:
         return result
 
     async def _collect(
-        self,
-        prepared: PreparedStatement[asyncpg.Record],
-        params: Sequence[Any],
-        row_cap: int,
-        result: QueryResult,
-    ) -> None:
+        self, connection: PoolConnectionProxy[asyncpg.Record], sql: str, params: Sequence[Any], row_cap: int
+    ) -> QueryResult:
+        """Rows through a portal, in batches, up to the row cap and the byte budget.
+
+        Extended protocol only; asyncpg caches the prepared statement, so a repeated query binds
+        and executes in one round trip.
+        """
         limits = self.limits
         budget = limits.max_bytes
-        cursor = await prepared.cursor(*params)
-        while True:
-            wanted = min(BATCH_ROWS, row_cap + 1 - len(result.rows))
-            batch = await cursor.fetch(wanted)
-            for record in batch:
-                row = [to_json_value(value, limits.max_cell_chars) for value in record.values()]
-                if len(result.rows) >= row_cap:
-                    result.truncated, result.truncated_reason = True, f"more than {row_cap} rows"
-                    return
-                budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
-                if budget < 0:
-                    result.truncated = True
-                    result.truncated_reason = f"more than {limits.max_bytes} bytes of row data"
-                    return
-                result.rows.append(row)
-            if len(batch) < wanted:
-                return
+        rows: list[list[JsonValue]] = []
+        truncated: str | None = None
+        cursor = connection.cursor(sql, *params, prefetch=min(row_cap + 1, BATCH_ROWS)).__aiter__()
+        async for record in cursor:
+            if len(rows) >= row_cap:
+                truncated = f"more than {row_cap} rows"
+                break
+            row = [to_json_value(value, limits.max_cell_chars) for value in record.values()]
+            budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
+            if budget < 0:
+                truncated = f"more than {limits.max_bytes} bytes of row data"
+                break
+            rows.append(row)
+        # The statement's description is known once the portal ran, even when it returned no rows.
+        attributes = cursor._state._get_attributes()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType] -- asyncpg exposes column types of a cursor only here
+        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType, reportUnknownArgumentType] -- see above
+        return QueryResult(
+            columns=columns, rows=rows, truncated=truncated is not None, truncated_reason=truncated
+        )
 
     async def catalog(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Our own catalog SQL (never user text), under the same read-only transaction and timeouts."""
