@@ -1,5 +1,6 @@
 """bulkhead-postgres through the in-memory client against a real PostgreSQL, as a read-only role."""
 
+import itertools
 import secrets
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -506,35 +507,41 @@ async def test_resources_give_an_overview_and_one_description_per_table(served: 
     assert '"primary_key": ["id"]' in getattr(table.contents[0], "text", "")
 
 
-async def _wait_in_postgres(shop: Shop, condition: str) -> None:
-    """Wait inside PostgreSQL (bounded by its own timeout) until `condition` about the reader holds."""
+async def _wait_until_active(shop: Shop, sql: str, active: bool) -> None:
+    """Poll (bounded) until the reader is, or is no longer, running `sql`."""
     admin = await shop.admin()
     try:
-        await admin.execute("SET statement_timeout = '5s'")
-        await admin.execute(
-            f"DO $$ BEGIN WHILE NOT ({condition}) LOOP PERFORM pg_sleep(0.02); END LOOP; END $$"
-        )
+        with anyio.fail_after(5):
+            for _ in itertools.count():
+                running = await admin.fetchval(
+                    "SELECT EXISTS (SELECT FROM pg_stat_activity "
+                    "WHERE usename = $1 AND state = 'active' AND query = $2)",
+                    shop.reader,
+                    sql,
+                )
+                if running == active:
+                    return
+                await anyio.sleep(0.02)
     finally:
         await admin.close()
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap: the SDK's server runner logs 'no handler for notification notifications/cancelled' "
-    "and leaves the tool running, so the query runs on until its statement timeout",
+    reason="open: a call cancelled right after its statement starts leaves the query running until the "
+    "statement timeout (a cancel a second later does stop it); see the issue note",
 )
 async def test_a_cancelled_call_cancels_the_query_on_the_server(shop: Shop) -> None:
     # Ten seconds of statement timeout: only the cancellation can end the query within the 5 s wait.
     runtime, context = await start(shop.reader_dsn, statement_timeout_ms=10_000)
     sql = "SELECT count(*) FROM shop.big a, shop.big b WHERE a.id < b.id"
-    active = f"EXISTS (SELECT FROM pg_stat_activity WHERE usename = '{shop.reader}' AND state = 'active')"
     try:
         async with connect(runtime.server) as client:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(client.call_tool, "query", {"sql": sql})
-                await _wait_in_postgres(shop, active)
+                await _wait_until_active(shop, sql, active=True)
                 tg.cancel_scope.cancel()
-            await _wait_in_postgres(shop, f"NOT {active}")
+            await _wait_until_active(shop, sql, active=False)
             after = await client.call_tool("query", {"sql": "SELECT 2"})
     finally:
         await context.__aexit__(None, None, None)

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
@@ -20,7 +22,14 @@ from mcp.server.mcpserver.exceptions import (
     UnexpectedToolError,
 )
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, TextContent
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    CancelledNotificationParams,
+    GetPromptResult,
+    InputRequiredResult,
+    TextContent,
+)
 from pydantic import AnyUrl
 
 from bulkhead.audit import AuditLog, Outcome
@@ -58,6 +67,28 @@ def _principal(context: Context[Any, Any] | None) -> tuple[str, str | None]:
     return principal, None if request_id is None else str(request_id)
 
 
+def _connection_id(ctx: ServerRequestContext[Any, Any]) -> int:
+    """Identity of the connection a message came on: request ids are only unique per connection.
+
+    A fresh `ServerSession` wraps each message, so the per-connection object behind it is what a
+    request and its later notifications/cancelled have in common.
+    """
+    return id(getattr(ctx.session, "_connection", ctx.session))
+
+
+def _flight_key(context: Context[Any, Any] | None) -> tuple[int, str] | None:
+    """(connection, request id) of a request, as notifications/cancelled names it."""
+    if context is None:
+        return None
+    try:
+        request_context = context.request_context
+    except ValueError:
+        return None
+    if request_context.request_id is None:
+        return None
+    return _connection_id(request_context), str(request_context.request_id)
+
+
 def _text_size(result: CallToolResult) -> int:
     return sum(len(block.text) for block in result.content if isinstance(block, TextContent))
 
@@ -79,6 +110,21 @@ class BulkheadServer(MCPServer[Any]):
         self.audit = AuditLog(settings.server_name, settings.audit)
         key = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
         self.cursors = CursorCodec(key)
+        # The SDK's runner drops notifications/cancelled without stopping the tool, so a cancelled
+        # call would run on (and hold its database query) until it finished. We keep the cancel
+        # scope of every tool call in flight and cancel it ourselves.
+        self._in_flight: dict[tuple[int, str], anyio.CancelScope] = {}
+        self._lowlevel_server.add_notification_handler(
+            "notifications/cancelled", CancelledNotificationParams, self._on_cancelled
+        )
+
+    async def _on_cancelled(
+        self, ctx: ServerRequestContext[Any, Any], params: CancelledNotificationParams
+    ) -> None:
+        scope = self._in_flight.get((_connection_id(ctx), str(params.request_id)))
+        if scope is not None:
+            logger.info("cancelling tool call %s at the client's request", params.request_id)
+            scope.cancel()
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -101,7 +147,7 @@ class BulkheadServer(MCPServer[Any]):
                 raise InvalidArgumentError(
                     f"{name} has no argument {unknown[0][:60]!r}; its arguments are: {names}."
                 )
-            result = await super().call_tool(name, arguments, context)
+            result = await self._cancellable(name, arguments, context)
         except MCPError as exc:
             outcome, reason = "rejected", exc.error.message
             raise
@@ -134,6 +180,20 @@ class BulkheadServer(MCPServer[Any]):
                 result_size=size,
                 reason=reason,
             )
+
+    async def _cancellable(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
+    ) -> CallToolResult | InputRequiredResult:
+        key = _flight_key(context)
+        with anyio.CancelScope() as scope:
+            if key is not None:
+                self._in_flight[key] = scope
+            try:
+                return await super().call_tool(name, arguments, context)
+            finally:
+                if key is not None:
+                    self._in_flight.pop(key, None)
+        raise ToolError("The call was cancelled at the client's request.")
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
