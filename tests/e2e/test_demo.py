@@ -37,3 +37,30 @@ async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() 
     process.send_signal(signal.SIGINT)
     with anyio.fail_after(15):
         assert await process.wait() == 0
+
+
+@pytest.mark.postgres
+async def test_a_server_that_cannot_start_is_left_out_and_the_others_still_serve(pg_cluster: object) -> None:
+    # --schemas is a bulkhead-postgres flag: bulkhead-users refuses it and must be left out.
+    process = await anyio.open_process(
+        [sys.executable, "-m", "bulkhead.demo", "--port", "0", "--schemas", "shop"],
+        env=server_environment(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    output = b""
+    with anyio.fail_after(90):
+        async for chunk in process.stdout:
+            output += chunk
+            if b"\n}\n" in output:
+                break
+    text = output.decode()
+    config = json.loads(text[text.index("{") : text.rindex("}") + 1])
+    assert list(config["mcpServers"]) == ["bulkhead-postgres"]
+    async with Client(config["mcpServers"]["bulkhead-postgres"]["url"], mode="legacy") as client:
+        result = await client.call_tool("list_tables", {})
+    assert not result.is_error
+    process.send_signal(signal.SIGTERM)
+    with anyio.fail_after(30):
+        assert await process.wait() == 0

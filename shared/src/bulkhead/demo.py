@@ -72,12 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = _start(entry.name, entry.value, extra)
         ready = threading.Event()
         threading.Thread(target=_watch, args=(server, ready), daemon=True).start()
-        running.append(server)
         if not ready.wait(STARTUP_SECONDS) or server.port is None:
-            sys.stderr.write(f"demo: bulkhead-{entry.name} did not start; see its log above\n")
-            _stop(running)
-            return 1
-    lines = ["", "Bulkhead demo: every server is listening on 127.0.0.1 (Ctrl-C stops them).", ""]
+            # One server that cannot start here (say, no PostgreSQL programs for bulkhead-postgres's
+            # embedded database) must not take the others down.
+            sys.stderr.write(
+                f"demo: bulkhead-{entry.name} did not start and is left out; see its log above\n"
+            )
+            _stop([server])
+            continue
+        running.append(server)
+    if not running:
+        sys.stderr.write("demo: no server started\n")
+        return 1
+    lines = ["", "Bulkhead demo: these servers are listening on 127.0.0.1 (Ctrl-C stops them).", ""]
     for server in running:
         base = f"http://127.0.0.1:{server.port}"
         lines.append(f"  bulkhead-{server.name:<10} Streamable HTTP {base}/mcp   SSE {base}/sse")
