@@ -228,6 +228,7 @@ async def serve_app(app: Any, sock: socket.socket, ready: anyio.Event | None = N
         await server.serve(sockets=[sock])
     finally:
         server.should_exit = True
+        sock.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
