@@ -1,12 +1,13 @@
 """Fixtures for the bulkhead-http tests: a real upstream on 127.0.0.1 and servers configured for it."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp_types import CallToolResult, TextContent
 
 from bulkhead.testing import connect
 from bulkhead_http.config import parse_config
@@ -17,7 +18,6 @@ from bulkhead_http.server import build_server
 from bulkhead_http.settings import HttpSettings
 from bulkhead_http.upstream import Upstream as Client_
 from tests.http.upstream import Upstream, running_upstream
-
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ async def serving(
     base: Path = DATA_DIR,
     connected: list[str] | None = None,
     era: str = "legacy",
-) -> AsyncIterator[tuple[Client, dict[str, Client_]]]:
+) -> AsyncGenerator[tuple[Client, dict[str, Client_]]]:
     """An in-memory client of bulkhead-http built from `config` (a dict as the YAML would give)."""
     parsed = parse_config(config, source="test.yaml", base=base)
     chosen = resolver or SystemResolver()
@@ -57,6 +57,13 @@ async def serving(
     finally:
         for item in upstreams.values():
             await item.aclose()
+
+
+def text_of(result: CallToolResult) -> str:
+    """The text of a result's first content block."""
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
 
 
 def api(base_url: str, tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -6,9 +6,10 @@ the server keeps serving.
 
 from typing import Any
 
+import anyio
 import pytest
 
-from tests.http.conftest import api, serving, tool
+from tests.http.conftest import api, serving, text_of, tool
 from tests.http.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
@@ -25,10 +26,6 @@ def config(upstream: Upstream, tools: list[dict[str, Any]], **limits: Any) -> di
         "backoff_seconds": 0,
     }
     return api(f"{upstream.base}/bad", tools, allow_private_network=True, limits={**base, **limits})
-
-
-def text_of(result: Any) -> str:
-    return result.content[0].text
 
 
 async def test_a_slow_upstream_is_a_timeout_error_and_the_server_keeps_serving(upstream: Upstream) -> None:
@@ -51,7 +48,9 @@ async def test_the_total_timeout_bounds_a_call_with_retries(upstream: Upstream) 
 
 
 @pytest.mark.parametrize("path", ["/endless", "/huge"])
-async def test_a_body_over_the_byte_cap_is_cut_while_streaming_and_reported(upstream: Upstream, path: str) -> None:
+async def test_a_body_over_the_byte_cap_is_cut_while_streaming_and_reported(
+    upstream: Upstream, path: str
+) -> None:
     async with serving(config(upstream, [tool("big", path)])) as (client, _):
         result = await client.call_tool("big", {})
     assert result.is_error
@@ -96,7 +95,10 @@ async def test_a_binary_body_is_described_not_returned(upstream: Upstream) -> No
 
 
 async def test_a_5xx_is_an_error_with_status_reason_and_a_trimmed_body(upstream: Upstream) -> None:
-    async with serving(config(upstream, [tool("boom", "/error500")], max_error_body_chars=200)) as (client, _):
+    async with serving(config(upstream, [tool("boom", "/error500")], max_error_body_chars=200)) as (
+        client,
+        _,
+    ):
         result = await client.call_tool("boom", {})
     assert result.is_error
     text = text_of(result)
@@ -107,7 +109,11 @@ async def test_a_5xx_is_an_error_with_status_reason_and_a_trimmed_body(upstream:
 
 
 async def test_503s_are_retried_for_idempotent_methods(upstream: Upstream) -> None:
-    tools = [tool("flaky", "/flaky", parameters=[{"name": "failures", "in": "query", "schema": {"type": "integer"}}])]
+    tools = [
+        tool(
+            "flaky", "/flaky", parameters=[{"name": "failures", "in": "query", "schema": {"type": "integer"}}]
+        )
+    ]
     async with serving(config(upstream, tools, retries=2)) as (client, _):
         result = await client.call_tool("flaky", {"failures": 2})
     assert not result.is_error
@@ -116,7 +122,11 @@ async def test_503s_are_retried_for_idempotent_methods(upstream: Upstream) -> No
 
 
 async def test_retries_give_up_after_the_configured_count(upstream: Upstream) -> None:
-    tools = [tool("flaky", "/flaky", parameters=[{"name": "failures", "in": "query", "schema": {"type": "integer"}}])]
+    tools = [
+        tool(
+            "flaky", "/flaky", parameters=[{"name": "failures", "in": "query", "schema": {"type": "integer"}}]
+        )
+    ]
     async with serving(config(upstream, tools, retries=1)) as (client, _):
         result = await client.call_tool("flaky", {"failures": 5})
     assert result.is_error
@@ -153,10 +163,11 @@ async def test_a_retry_after_longer_than_allowed_is_reported_not_waited_for(upst
 
 
 async def test_the_concurrency_limit_holds_calls_back_without_failing_them(upstream: Upstream) -> None:
-    import anyio
-
     results: list[bool] = []
-    async with serving(config(upstream, [tool("echo", "/echo")], concurrency=1, rate_per_second=1000)) as (client, _):
+    async with serving(config(upstream, [tool("echo", "/echo")], concurrency=1, rate_per_second=1000)) as (
+        client,
+        _,
+    ):
 
         async def one() -> None:
             results.append((await client.call_tool("echo", {})).is_error)

@@ -1,4 +1,4 @@
-"""bulkhead-http over the demo tracker: tools, annotations, schemas, results, meta-tools, read-only default."""
+"""bulkhead-http over the demo tracker: tools, annotations, results, meta-tools, read-only default."""
 
 import json
 from typing import Any
@@ -9,7 +9,7 @@ from mcp.shared.exceptions import MCPError
 
 from bulkhead.testing import MODERN_ERA
 from bulkhead_http.runtime import DATA_DIR
-from tests.http.conftest import serving
+from tests.http.conftest import serving, text_of
 from tests.http.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
@@ -40,7 +40,7 @@ async def test_each_allowed_operation_is_a_tool_with_annotations_from_its_method
     assert comment.annotations.destructive_hint is True
     assert comment.annotations.idempotent_hint is False
     assert "body" in comment.input_schema["properties"]
-    assert tools["ticket_stats"].description.startswith("Ticket counts")
+    assert str(tools["ticket_stats"].description).startswith("Ticket counts")
 
 
 async def test_a_json_answer_is_structured_content_with_status_and_body(upstream: Upstream) -> None:
@@ -50,7 +50,7 @@ async def test_a_json_answer_is_structured_content_with_status_and_body(upstream
     assert result.structured_content is not None
     assert result.structured_content["status"] == 200
     assert result.structured_content["body"]["id"] == "T-1003"
-    assert json.loads(result.content[0].text)["body"]["id"] == "T-1003"  # pyright: ignore[reportAttributeAccessIssue]
+    assert json.loads(text_of(result))["body"]["id"] == "T-1003"
 
 
 async def test_pagination_follows_next_cursor_to_the_end(upstream: Upstream) -> None:
@@ -75,7 +75,7 @@ async def test_an_upstream_404_is_an_error_result_with_status_and_body(upstream:
     async with serving(demo(upstream)) as (client, _):
         result = await client.call_tool("get_ticket", {"ticket_id": "T-9"})
     assert result.is_error
-    text = result.content[0].text  # pyright: ignore[reportAttributeAccessIssue]
+    text = text_of(result)
     assert "404 Not Found" in text
     assert "GET /tickets/T-9" in text
     assert "no ticket T-9" in text
@@ -87,15 +87,22 @@ async def test_arguments_are_validated_against_the_published_schema(upstream: Up
         out_of_range = await client.call_tool("list_tickets", {"limit": 500})
         missing = await client.call_tool("get_ticket", {})
         unknown = await client.call_tool("get_ticket", {"ticket_id": "T-1001", "admin": True})
-    for result, word in ((wrong_type, "limit"), (out_of_range, "limit"), (missing, "ticket_id"), (unknown, "admin")):
+    for result, word in (
+        (wrong_type, "limit"),
+        (out_of_range, "limit"),
+        (missing, "ticket_id"),
+        (unknown, "admin"),
+    ):
         assert result.is_error
-        assert word in result.content[0].text  # pyright: ignore[reportAttributeAccessIssue]
+        assert word in text_of(result)
     assert upstream.hits["/api/tickets"] == 0
 
 
 async def test_a_write_operation_runs_when_writes_are_enabled(upstream: Upstream) -> None:
     async with serving(demo(upstream)) as (client, _):
-        added = await client.call_tool("add_comment", {"ticket_id": "T-1001", "body": {"body": "Fixed in 2.3"}})
+        added = await client.call_tool(
+            "add_comment", {"ticket_id": "T-1001", "body": {"body": "Fixed in 2.3"}}
+        )
         ticket = await client.call_tool("get_ticket", {"ticket_id": "T-1001"})
     assert not added.is_error
     assert added.structured_content is not None
@@ -129,7 +136,9 @@ async def test_meta_tools_search_then_call(upstream: Upstream) -> None:
         called = await client.call_tool(
             "call_operation", {"name": "get_ticket", "arguments": {"ticket_id": "T-1010"}}
         )
-        invalid = await client.call_tool("call_operation", {"name": "get_ticket", "arguments": {"ticket_id": "../x"}})
+        invalid = await client.call_tool(
+            "call_operation", {"name": "get_ticket", "arguments": {"ticket_id": "../x"}}
+        )
         unknown = await client.call_tool("call_operation", {"name": "drop_database"})
     assert names == {"search_operations", "call_operation"}
     assert found.structured_content is not None
@@ -140,7 +149,7 @@ async def test_meta_tools_search_then_call(upstream: Upstream) -> None:
     assert called.structured_content["body"]["id"] == "T-1010"
     assert invalid.is_error
     assert unknown.is_error
-    assert "search_operations" in unknown.content[0].text  # pyright: ignore[reportAttributeAccessIssue]
+    assert "search_operations" in text_of(unknown)
 
 
 async def test_the_modern_protocol_era_calls_tools_too(upstream: Upstream) -> None:

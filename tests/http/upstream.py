@@ -7,13 +7,15 @@ by path, so a test can prove that something was (or was never) sent.
 """
 
 import json
+import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.lowlevel
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -90,7 +92,9 @@ def _bad_routes(state: Upstream) -> list[Route]:
         return JSONResponse({"error": "no such thing"}, status_code=404)
 
     async def redirect(request: Request) -> Response:
-        return RedirectResponse(request.query_params["to"], status_code=int(request.query_params.get("code", "302")))
+        return RedirectResponse(
+            request.query_params["to"], status_code=int(request.query_params.get("code", "302"))
+        )
 
     async def echo(request: Request) -> Response:
         body = (await request.body()).decode("utf-8", "replace")
@@ -138,12 +142,19 @@ class _Counting:
         if scope["type"] == "http":
             self.state.hits[scope["path"]] += 1
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            self.state.requests.append({"path": scope["path"], "query": scope["query_string"].decode(), "headers": headers})
+            self.state.requests.append(
+                {
+                    "path": scope["path"],
+                    "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+                    "query": scope["query_string"].decode(),
+                    "headers": headers,
+                }
+            )
         await self.app(scope, receive, send)
 
 
 @asynccontextmanager
-async def running_upstream(ssl_files: tuple[str, str] | None = None) -> AsyncIterator[Upstream]:
+async def running_upstream(ssl_files: tuple[str, str] | None = None) -> AsyncGenerator[Upstream]:
     """Serve the demo tracker and the misbehaving endpoints until the block ends."""
     sock = bind_socket()
     state = Upstream(port=sock.getsockname()[1])
@@ -165,10 +176,6 @@ async def running_upstream(ssl_files: tuple[str, str] | None = None) -> AsyncIte
 
 
 async def _serve_tls(app: ASGIApp, sock: object, ready: anyio.Event, ssl_files: tuple[str, str]) -> None:
-    import socket
-
-    import uvicorn
-
     assert isinstance(sock, socket.socket)
 
     class _Server(uvicorn.Server):
@@ -180,7 +187,12 @@ async def _serve_tls(app: ASGIApp, sock: object, ready: anyio.Event, ssl_files: 
             ready.set()
 
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", ssl_certfile=ssl_files[0], ssl_keyfile=ssl_files[1]
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ssl_certfile=ssl_files[0],
+        ssl_keyfile=ssl_files[1],
     )
     try:
         await _Server(config).serve(sockets=[sock])

@@ -1,7 +1,6 @@
 """`bulkhead-http`: settings -> logging -> configuration -> server -> transport."""
 
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +23,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run bulkhead-http with settings from env vars and `argv`."""
     settings = load_settings(HttpSettings, argv)
     configure_logging(settings.log_level, settings.log_format)
-    # httpx2 logs every request URL at INFO, query string (and any API key in it) included.
-    for name in ("httpx2", "httpcore2"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     from bulkhead_http.config import load_config  # noqa: PLC0415
     from bulkhead_http.netguard import SystemResolver  # noqa: PLC0415
     from bulkhead_http.operations import build_operations  # noqa: PLC0415

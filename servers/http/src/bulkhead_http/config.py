@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
+import httpx2
 import yaml
 from pydantic import (
     BaseModel,
@@ -251,8 +252,9 @@ def check_base_url(value: str) -> str:
         raise ValueError("base_url must not have a query or fragment")
     try:
         _ = parts.port
-    except ValueError:
-        raise ValueError("base_url has an invalid port") from None
+        httpx2.URL(value)
+    except (ValueError, httpx2.InvalidURL) as exc:
+        raise ValueError(f"base_url is not a valid URL: {str(exc)[:100]}") from None
     return value.rstrip("/")
 
 

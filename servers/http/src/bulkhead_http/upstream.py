@@ -35,6 +35,11 @@ __all__ = ["RETRY_STATUSES", "RateLimiter", "Upstream", "UpstreamResponse", "par
 
 logger = logging.getLogger("bulkhead_http")
 
+# httpx2 logs every request URL at INFO (and httpcore2 its traces at DEBUG), query string and any
+# API key in it included: whatever level the operator picks, those two stay at WARNING.
+for _name in ("httpx2", "httpcore2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 USER_AGENT = "bulkhead-http/0.1"
 REDACTED = "[redacted]"
