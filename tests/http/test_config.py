@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from bulkhead.settings import ConfigError
-from bulkhead_http.config import OpenApiConfig, load_config, parse_config
+from bulkhead_http.config import IncludeRule, OpenApiConfig, load_config, parse_config
 from bulkhead_http.openapi import MAX_NODES, load_document, resolve_schema, select_operations
 from bulkhead_http.operations import build_operations, tool_name
 from bulkhead_http.runtime import DATA_DIR, demo_config
@@ -33,7 +33,8 @@ def test_the_demo_configuration_loads_and_points_at_the_given_port() -> None:
         ("apis: []", "apis: List should have at least 1 item"),
         ("apis:\n  - name: a\n    base_url: http://x.example\n", "an API needs `tools` or `openapi`"),
         (
-            "apis:\n  - name: a\n    base_url: http://x.example\n    tools: [{name: t, path: /t}]\n    colour: red\n",
+            "apis:\n  - name: a\n    base_url: http://x.example\n    tools: [{name: t, path: /t}]\n"
+            "    colour: red\n",
             "apis[0].colour: Extra inputs are not permitted",
         ),
         (
