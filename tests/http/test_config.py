@@ -149,9 +149,8 @@ def test_a_self_referencing_schema_is_expanded_once_and_marked() -> None:
         },
     }
     document = load_document(json.dumps(_doc({"Node": node})), source="doc")
-    [operation] = select_operations(
-        document, OpenApiConfig(include=[{"operation_id": "getNode"}], source="x")
-    )  # type: ignore[list-item]
+    rules = OpenApiConfig(include=[IncludeRule(operation_id="getNode")], source="x")
+    [operation] = select_operations(document, rules)
     assert operation.output_schema is not None
     children = operation.output_schema["properties"]["children"]["items"]
     assert children == {"description": "(recursive: Node)"}
