@@ -191,6 +191,8 @@ async def test_every_server_scenario_of_the_pinned_suite_is_classified(conforman
     "module",
     [
         "bulkhead_users",
+        # Zero-config: wraps its own demo tracker, started in-process on 127.0.0.1.
+        "bulkhead_http",
         # On its embedded demo database (a throwaway cluster), so it needs PostgreSQL's programs.
         pytest.param("bulkhead_postgres", marks=pytest.mark.postgres),
     ],

@@ -12,7 +12,6 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-import yaml
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -46,7 +45,7 @@ async def test_over_http_no_inbound_header_reaches_the_upstream_and_no_secret_co
         auth={"type": "api_key", "in": "header", "name": "X-Upstream-Key", "env": "UPSTREAM_TOKEN"},
     )
     path = tmp_path / "apis.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(json.dumps(config))  # JSON is YAML
     env = {"BULKHEAD_HTTP_TOKENS": f"tester:{MCP_TOKEN}", "UPSTREAM_TOKEN": UPSTREAM_TOKEN}
     async with http_server("bulkhead_http", ["--config", str(path)], env=env) as server:
         headers = {"Authorization": f"Bearer {MCP_TOKEN}", "X-Forwarded-For": "10.0.0.1", "Cookie": "a=b"}
