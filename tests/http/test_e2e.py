@@ -78,7 +78,8 @@ async def test_over_http_no_inbound_header_reaches_the_upstream_and_no_secret_co
     [
         ("apis: [", "is not valid YAML"),
         (
-            "apis:\n  - name: a\n    base_url: http://169.254.169.254@x.example\n    tools: [{name: t, path: /t}]\n",
+            "apis:\n  - name: a\n    base_url: http://169.254.169.254@x.example\n"
+            "    tools: [{name: t, path: /t}]\n",
             "user information",
         ),
     ],
