@@ -21,7 +21,7 @@ from bulkhead_http.results import envelope_schema, to_result
 from bulkhead_http.settings import HttpSettings
 from bulkhead_http.upstream import Upstream
 
-__all__ = ["build_server", "operation_annotations"]
+__all__ = ["build_server", "operation_annotations", "operation_caller"]
 
 INSTRUCTIONS = """\
 Tools that call configured HTTP APIs. Each tool is one upstream operation: its description says
@@ -57,9 +57,10 @@ def operation_annotations(operation: Operation) -> ToolAnnotations:
     )
 
 
-def _caller(
+def operation_caller(
     operation: Operation, upstream: Upstream
 ) -> Callable[[Mapping[str, Any]], Awaitable[CallToolResult]]:
+    """A function that calls `operation` through `upstream` and builds the tool result."""
     limits = operation.api.limits
     expects_json = operation.output_schema is not None
 
@@ -72,7 +73,7 @@ def _caller(
 
 
 def _tool(operation: Operation, upstream: Upstream) -> Tool:
-    call = _caller(operation, upstream)
+    call = operation_caller(operation, upstream)
 
     async def run(arguments: dict[str, Any]) -> CallToolResult:
         return await call(arguments)
@@ -116,7 +117,7 @@ def _score(operation: Operation, words: list[str]) -> int:
 
 
 def _meta_tools(operations: Sequence[Operation], upstreams: Mapping[str, Upstream]) -> list[Tool]:
-    by_name = {op.name: (op, _caller(op, upstreams[op.api.name])) for op in operations}
+    by_name = {op.name: (op, operation_caller(op, upstreams[op.api.name])) for op in operations}
     all_read_only = all(op.read_only for op in operations)
 
     async def search_operations(
