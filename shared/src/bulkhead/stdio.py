@@ -1,0 +1,535 @@
+"""A lean stdio wire for MCP: non-blocking descriptors driven by the asyncio event loop.
+
+`stdio_wire()` yields the same pair of streams the SDK's `mcp.server.stdio.stdio_server` yields
+(a context-carrying memory stream of `SessionMessage | Exception` in, a `SessionMessage` sink
+out) and keeps the same descriptor contract, but spends far less per message:
+
+- The SDK reads and writes through `anyio.wrap_file`, two worker-thread round trips per line in
+  and two per line out. Here the protocol descriptors are non-blocking: the event loop reads
+  stdin when it is readable, each line is parsed where it was read (bytes straight into the
+  SDK's JSON-RPC message adapter), and a response is written with one `os.write` from the task
+  that produced it. When the client does not keep up (the pipe is full, `EAGAIN`), the rest
+  waits in order in a queue that the loop writes out as the pipe becomes writable, and the
+  producer waits before queueing more than `WRITE_HIGH_WATER` bytes.
+- While serving, fd 0 reads the null device and fd 1 points at stderr, as in the SDK: a stray
+  `print()` (ours, a dependency's, C code's or a child process's) lands in stderr, never in the
+  protocol. The protocol runs on private duplicates, and fd 0 / fd 1 are restored on exit.
+- A line longer than `MAX_LINE_BYTES` is dropped as it arrives (bounded memory) and answered
+  with a JSON-RPC error once it ends; any other line that is not a JSON-RPC message gets the
+  JSON-RPC error the spec asks for. The SDK hands such lines to the session as an `Exception`
+  item, which only logs them at debug level and leaves the client waiting.
+- End of stdin ends the read stream (the session then ends, as with the SDK); a client that
+  closes its end of stdout ends it too, since nothing more can be answered.
+
+POSIX only (Linux and macOS, which is what Bulkhead targets): it uses `fcntl` to duplicate
+descriptors above the standard range with close-on-exec, `O_NONBLOCK`, and the event loop's
+`add_reader` / `add_writer`. On Linux the protocol descriptors are private reopenings of the
+pipe or terminal (`/proc/self/fd/N`), so `O_NONBLOCK` is not shared with the client or with
+stderr; elsewhere they are duplicates, and the flags are restored on exit.
+"""
+
+import asyncio
+import contextlib
+import contextvars
+import fcntl
+import logging
+import os
+import stat
+import sys
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Self, TypeAlias
+
+import anyio
+import mcp_types
+from anyio.streams.memory import MemoryObjectSendStream
+from mcp.shared._context_streams import ContextReceiveStream  # pyright: ignore[reportPrivateUsage] -- the read stream the SDK's own stdio transport gives its session
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
+from pydantic import ValidationError
+
+__all__ = [
+    "FLUSH_SECONDS",
+    "MAX_LINE_BYTES",
+    "READ_CHUNK",
+    "WRITE_HIGH_WATER",
+    "ReadStream",
+    "StdioWriter",
+    "stdio_wire",
+]
+
+logger = logging.getLogger("bulkhead.stdio")
+
+MAX_LINE_BYTES = 4 * 1024 * 1024
+"""The longest stdin line read (the same cap the SDK puts on an HTTP request body)."""
+
+READ_CHUNK = 256 * 1024
+"""Bytes read from stdin per readiness event (asyncio's own pipe transports read as much)."""
+
+WRITE_HIGH_WATER = 1024 * 1024
+"""A sender waits until stdout drains once more than this many bytes are queued for it."""
+
+FLUSH_SECONDS = 2.0
+"""How long output still queued at shutdown may take to reach a client that reads slowly."""
+
+_IOV_MAX = 64
+
+_Envelope: TypeAlias = tuple[contextvars.Context, SessionMessage | Exception]
+
+_ADAPTER = mcp_types.jsonrpc_message_adapter
+
+ReadStream: TypeAlias = ContextReceiveStream[SessionMessage | Exception]
+"""What the session reads: parsed messages (the SDK's stdio transport gives it the same kind)."""
+
+
+def _oversized_error() -> bytes:
+    data = ErrorData(
+        code=INVALID_REQUEST,
+        message=f"Invalid Request: the line is longer than {MAX_LINE_BYTES} bytes and was discarded",
+    )
+    return _encode(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+
+
+def _garbage_error(exc: ValidationError) -> bytes:
+    """The JSON-RPC error for a line that is not a JSON-RPC message (its id is unknowable)."""
+    if any(error["type"] == "json_invalid" for error in exc.errors()):
+        data = ErrorData(code=PARSE_ERROR, message="Parse error: the line is not valid JSON")
+    else:
+        data = ErrorData(
+            code=INVALID_REQUEST,
+            message="Invalid Request: the line is not a JSON-RPC 2.0 request, notification or response",
+        )
+    return _encode(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+
+
+def _encode(message: mcp_types.JSONRPCMessage) -> bytes:
+    """One line of the wire, exactly as the SDK's stdio transport writes it."""
+    return message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True) + b"\n"
+
+
+def _parse(line: bytes) -> mcp_types.JSONRPCMessage:
+    """A JSON-RPC message from one line; raises `ValidationError` when it is not one.
+
+    Bytes go to the validator as they are. Only when that fails and the line is not UTF-8 is it
+    decoded with U+FFFD replacements and tried again, which is what the SDK does to every line.
+    """
+    try:
+        return _ADAPTER.validate_json(line, by_name=False)
+    except ValidationError:
+        try:
+            line.decode()
+        except UnicodeDecodeError:
+            return _ADAPTER.validate_json(line.decode("utf-8", "replace"), by_name=False)
+        raise
+
+
+# --- descriptors --------------------------------------------------------------------------------
+
+
+def _private_descriptor(fd: int, flags: int) -> int:
+    """A descriptor for what `fd` refers to, above the standard range and close-on-exec.
+
+    On Linux a pipe or terminal is opened anew through /proc, which gives it an open file
+    description (and so an `O_NONBLOCK` flag) of its own; otherwise, or when that fails, it is a
+    duplicate that shares flags with `fd`. The reopening is non-blocking, so opening a pipe whose
+    other end is already closed cannot hang.
+    """
+    mode = os.fstat(fd).st_mode
+    if sys.platform == "linux" and (stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
+        with contextlib.suppress(OSError):
+            reopened = os.open(f"/proc/self/fd/{fd}", flags | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK)
+            if reopened > 2 and os.path.samestat(os.fstat(reopened), os.fstat(fd)):
+                return reopened
+            os.close(reopened)
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can wait on `fd` (regular files and /dev/null are always ready)."""
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+@contextlib.contextmanager
+def _claimed(fd: int, flags: int, diversion: Callable[[], int]) -> Generator[int]:
+    """Serve the wire on a private descriptor while `fd` points at `diversion()`; restore it after.
+
+    Yields -1 when `fd` is not open (then there is no wire on that side).
+    """
+    try:
+        was_blocking = os.get_blocking(fd)
+        wire = _private_descriptor(fd, flags)
+    except OSError:
+        yield -1
+        return
+    try:
+        diverted = diversion()
+        try:
+            os.dup2(diverted, fd)
+        finally:
+            os.close(diverted)
+        os.set_blocking(wire, not _pollable(wire))
+        try:
+            yield wire
+        finally:
+            with contextlib.suppress(OSError):
+                os.set_blocking(wire, was_blocking)
+            if fd == 1:
+                # Stray output buffered while serving belongs to stderr, not to the wire.
+                with contextlib.suppress(Exception):
+                    sys.stdout.flush()
+            with contextlib.suppress(OSError):
+                os.dup2(wire, fd)
+    finally:
+        os.close(wire)
+
+
+def _stdout_diversion() -> int:
+    try:
+        return os.dup(2)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY)
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+class StdioWriter:
+    """The session's write stream: each message becomes one line on the wire, in order.
+
+    `send` writes at once when nothing is queued; what the pipe does not take waits in a queue
+    that the event loop writes out whenever the pipe is writable. A sender waits while more than
+    `WRITE_HIGH_WATER` bytes are queued, so a client that stops reading holds the server back
+    instead of growing its memory.
+    """
+
+    def __init__(self, fd: int, on_broken: Callable[[], None]) -> None:
+        self._fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._on_broken = on_broken
+        self._queue: deque[memoryview] = deque()
+        self._queued = 0
+        self._pollable = fd >= 0 and _pollable(fd)
+        self._watching = False
+        self._drained: list[asyncio.Future[None]] = []
+        self._closed = False
+        self.broken = fd < 0
+        """The client closed its end: every further line is dropped."""
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for the client to read."""
+        return self._queued
+
+    async def send(self, item: SessionMessage, /) -> None:
+        """Write `item` as one line; wait first if the client is far behind."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if self.broken:
+            raise anyio.BrokenResourceError
+        self.write(_encode(item.message))
+        if self._queued > WRITE_HIGH_WATER:
+            await self.drain()
+            if self.broken:
+                raise anyio.BrokenResourceError
+
+    def write(self, data: bytes) -> None:
+        """Write `data` now, or queue it behind what is already waiting."""
+        if self.broken:
+            return
+        if not self._queue:
+            try:
+                written = os.write(self._fd, data)
+            except (BlockingIOError, InterruptedError):
+                written = 0
+            except OSError as exc:
+                self._break(exc)
+                return
+            if written == len(data):
+                return
+            data = memoryview(data)[written:]  # pyright: ignore[reportAssignmentType] -- bytes-like either way
+        self._queue.append(memoryview(data))
+        self._queued += len(data)
+        self._watch()
+
+    def _watch(self) -> None:
+        if self._watching:
+            return
+        self._watching = True
+        if self._pollable:
+            logger.debug("stdout is full; %d bytes wait for the client to read", self._queued)
+            self._loop.add_writer(self._fd, self._on_writable)
+        else:
+            self._loop.call_soon(self._on_writable)  # a regular file never refuses a write for long
+
+    def _on_writable(self) -> None:
+        while self._queue:
+            buffers = [self._queue[i] for i in range(min(_IOV_MAX, len(self._queue)))]
+            try:
+                written = os.writev(self._fd, buffers)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._break(exc)
+                return
+            self._queued -= written
+            while written:
+                head = self._queue[0]
+                if written < len(head):
+                    self._queue[0] = head[written:]
+                    break
+                written -= len(head)
+                self._queue.popleft()
+            if not self._pollable:
+                break
+        if self._queue:
+            if not self._pollable:
+                self._loop.call_soon(self._on_writable)
+            return
+        self._unwatch()
+        self._wake()
+
+    def _unwatch(self) -> None:
+        if self._watching and self._pollable:
+            self._loop.remove_writer(self._fd)
+        self._watching = False
+
+    def _wake(self) -> None:
+        waiters, self._drained = self._drained, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _break(self, exc: OSError) -> None:
+        if not self.broken:
+            logger.info("the client closed stdout (%s); no more replies can be sent", exc.strerror or exc)
+        self.broken = True
+        self._queue.clear()
+        self._queued = 0
+        self._unwatch()
+        self._wake()
+        self._on_broken()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been written (or the client has gone)."""
+        if not self._queue:
+            return
+        waiter = self._loop.create_future()
+        self._drained.append(waiter)
+        await waiter
+
+    def detach(self) -> None:
+        """Stop writing: whatever is still queued is dropped."""
+        self._unwatch()
+        self._queue.clear()
+        self._queued = 0
+        self.broken = True
+        self._wake()
+
+    async def aclose(self) -> None:
+        """Refuse further messages; what is queued is still written (see `stdio_wire`)."""
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Turns stdin into parsed messages on the session's read stream, in order.
+
+    The loop calls `_on_readable` when stdin has data; each complete line is parsed there and
+    handed straight to the session when it is waiting for one. What it cannot take yet waits in
+    `_backlog`, reading pauses, and `pump` feeds the backlog in with backpressure.
+    """
+
+    def __init__(self, fd: int, send: MemoryObjectSendStream[_Envelope], writer: StdioWriter) -> None:
+        self._fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._send = send
+        self._writer = writer
+        self._pollable = fd >= 0 and _pollable(fd)
+        self._partial = bytearray()
+        self._skipping = False  # inside a line over MAX_LINE_BYTES, until its newline
+        self._backlog: deque[SessionMessage] = deque()
+        self._eof = fd < 0
+        self._stopped = False
+        self._reading = False
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        if self._pollable:
+            self._resume()
+        else:
+            self._wake_pump()  # files and /dev/null: the pump reads them directly
+
+    def stop(self) -> None:
+        """End the read stream now (the client went away, or the server is stopping)."""
+        self._stopped = self._eof = True
+        self._backlog.clear()
+        self._pause()
+        self._send.close()
+        self._wake_pump()
+
+    def _resume(self) -> None:
+        if not self._reading and not self._stopped:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._on_readable)
+
+    def _pause(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _wake_pump(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _read(self) -> bytes | None:
+        """The next bytes of stdin (empty at its end), or None when there are none yet."""
+        try:
+            return os.read(self._fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            logger.info("stdin failed (%s); treating it as closed", exc.strerror or exc)
+            return b""
+
+    def _on_readable(self) -> None:
+        chunk = self._read()
+        if chunk is not None:
+            self._feed(chunk)
+            self._deliver()
+
+    def _feed(self, chunk: bytes) -> None:
+        """Split `chunk` into lines, parsing each complete one; keep the unfinished rest."""
+        if not chunk:
+            self._eof = True
+            self._pause()
+            if self._partial or self._skipping:
+                self._line(bytes(self._partial))
+                self._partial.clear()
+            return
+        start = 0
+        end = chunk.find(b"\n")
+        if end >= 0 and (self._partial or self._skipping):
+            self._partial += chunk[:end]
+            self._line(bytes(self._partial))
+            self._partial.clear()
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        while end >= 0:
+            self._line(chunk[start:end])
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        if start < len(chunk):
+            if self._skipping:
+                return
+            self._partial += chunk[start:] if start else chunk
+            if len(self._partial) > MAX_LINE_BYTES:
+                # Bounded memory: drop the line's bytes as they come and answer it once it ends.
+                self._skipping = True
+                self._partial.clear()
+
+    def _line(self, line: bytes) -> None:
+        if self._skipping or len(line) > MAX_LINE_BYTES:
+            self._skipping = False
+            logger.warning("answered a stdin line longer than %d bytes; it was discarded", MAX_LINE_BYTES)
+            self._writer.write(_oversized_error())
+            return
+        try:
+            message = _parse(line)
+        except ValidationError as exc:
+            logger.warning("answered a stdin line that is not a JSON-RPC message")
+            self._writer.write(_garbage_error(exc))
+            return
+        self._backlog.append(SessionMessage(message))
+
+    def _deliver(self) -> None:
+        """Hand the backlog to a waiting session; pause reading while any of it is left."""
+        while self._backlog:
+            try:
+                self._send.send_nowait((contextvars.copy_context(), self._backlog[0]))
+            except anyio.WouldBlock:
+                break
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.stop()
+                return
+            self._backlog.popleft()
+        if self._backlog or self._writer.queued > WRITE_HIGH_WATER:
+            self._pause()
+            self._wake_pump()
+        elif self._eof:
+            self._send.close()
+            self._wake_pump()
+
+    async def pump(self) -> None:
+        """Feed what `_deliver` could not, read non-pollable stdin, and resume reading."""
+        while not self._stopped:
+            if not self._pollable and not self._eof and (chunk := self._read()) is not None:
+                self._feed(chunk)
+            while self._backlog:
+                message = self._backlog.popleft()
+                try:
+                    await self._send.send((contextvars.copy_context(), message))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self.stop()
+                    return
+            await self._writer.drain()
+            if self._eof:
+                self._send.close()
+                return
+            if self._pollable:
+                self._resume()
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+            else:
+                await anyio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def stdio_wire() -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
+    """Claim stdin and stdout for the protocol; yield (read stream, write stream) for a session.
+
+    On exit the output still queued gets up to `FLUSH_SECONDS` to reach the client, and fd 0 and
+    fd 1 point at the wire again.
+    """
+    with (
+        _claimed(0, os.O_RDONLY, lambda: os.open(os.devnull, os.O_RDONLY)) as wire_in,
+        _claimed(1, os.O_WRONLY, _stdout_diversion) as wire_out,
+    ):
+        send, receive = anyio.create_memory_object_stream[_Envelope](0)
+        reader: _Reader | None = None
+
+        def client_gone() -> None:
+            if reader is not None:
+                reader.stop()
+
+        writer = StdioWriter(wire_out, client_gone)
+        reader = _Reader(wire_in, send, writer)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader.pump)
+                reader.start()
+                try:
+                    yield ContextReceiveStream(receive), writer
+                finally:
+                    reader.stop()
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(FLUSH_SECONDS, shield=True):
+                await writer.drain()
+            writer.detach()
+            receive.close()
