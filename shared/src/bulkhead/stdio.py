@@ -55,8 +55,10 @@ __all__ = [
     "MAX_LINE_BYTES",
     "READ_CHUNK",
     "WRITE_HIGH_WATER",
+    "LineSplitter",
     "ReadStream",
     "StdioWriter",
+    "fd_wire",
     "stdio_wire",
 ]
 
@@ -159,7 +161,6 @@ def _claimed(fd: int, flags: int, diversion: Callable[[], int]) -> Generator[int
     Yields -1 when `fd` is not open (then there is no wire on that side).
     """
     try:
-        was_blocking = os.get_blocking(fd)
         wire = _private_descriptor(fd, flags)
     except OSError:
         yield -1
@@ -170,12 +171,9 @@ def _claimed(fd: int, flags: int, diversion: Callable[[], int]) -> Generator[int
             os.dup2(diverted, fd)
         finally:
             os.close(diverted)
-        os.set_blocking(wire, not _pollable(wire))
         try:
             yield wire
         finally:
-            with contextlib.suppress(OSError):
-                os.set_blocking(wire, was_blocking)
             if fd == 1:
                 # Stray output buffered while serving belongs to stderr, not to the wire.
                 with contextlib.suppress(Exception):
@@ -347,6 +345,50 @@ class StdioWriter:
 # --- reading ------------------------------------------------------------------------------------
 
 
+class LineSplitter:
+    """Splits a byte stream into lines (without their newline), in bounded memory.
+
+    A line longer than `max_line` bytes is dropped as its bytes arrive and comes out as None once
+    it ends, so the caller can still answer it.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self._max_line = max_line
+        self._partial = bytearray()
+        self._skipping = False  # inside a line over max_line, until its newline
+
+    def feed(self, chunk: bytes) -> list[bytes | None]:
+        """The lines that `chunk` completes; its unfinished rest is kept for the next call."""
+        lines: list[bytes | None] = []
+        start = 0
+        end = chunk.find(b"\n")
+        if end >= 0 and (self._partial or self._skipping):
+            self._partial += chunk[:end]
+            lines.append(self._take())
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        while end >= 0:
+            lines.append(chunk[start:end] if end - start <= self._max_line else None)
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        if start < len(chunk) and not self._skipping:
+            self._partial += chunk[start:] if start else chunk
+            if len(self._partial) > self._max_line:
+                self._skipping = True
+                self._partial.clear()
+        return lines
+
+    def end(self) -> list[bytes | None]:
+        """The last line when the stream ended without a newline (none when it did not)."""
+        return [self._take()] if self._partial or self._skipping else []
+
+    def _take(self) -> bytes | None:
+        line = None if self._skipping or len(self._partial) > self._max_line else bytes(self._partial)
+        self._partial.clear()
+        self._skipping = False
+        return line
+
+
 class _Reader:
     """Turns stdin into parsed messages on the session's read stream, in order.
 
@@ -361,8 +403,7 @@ class _Reader:
         self._send = send
         self._writer = writer
         self._pollable = fd >= 0 and _pollable(fd)
-        self._partial = bytearray()
-        self._skipping = False  # inside a line over MAX_LINE_BYTES, until its newline
+        self._lines = LineSplitter()
         self._backlog: deque[SessionMessage] = deque()
         self._eof = fd < 0
         self._stopped = False
@@ -414,38 +455,18 @@ class _Reader:
             self._deliver()
 
     def _feed(self, chunk: bytes) -> None:
-        """Split `chunk` into lines, parsing each complete one; keep the unfinished rest."""
-        if not chunk:
+        """Parse the lines `chunk` completes (at the end of stdin, the unterminated rest too)."""
+        if chunk:
+            lines = self._lines.feed(chunk)
+        else:
             self._eof = True
             self._pause()
-            if self._partial or self._skipping:
-                self._line(bytes(self._partial))
-                self._partial.clear()
-            return
-        start = 0
-        end = chunk.find(b"\n")
-        if end >= 0 and (self._partial or self._skipping):
-            self._partial += chunk[:end]
-            self._line(bytes(self._partial))
-            self._partial.clear()
-            start = end + 1
-            end = chunk.find(b"\n", start)
-        while end >= 0:
-            self._line(chunk[start:end])
-            start = end + 1
-            end = chunk.find(b"\n", start)
-        if start < len(chunk):
-            if self._skipping:
-                return
-            self._partial += chunk[start:] if start else chunk
-            if len(self._partial) > MAX_LINE_BYTES:
-                # Bounded memory: drop the line's bytes as they come and answer it once it ends.
-                self._skipping = True
-                self._partial.clear()
+            lines = self._lines.end()
+        for line in lines:
+            self._line(line)
 
-    def _line(self, line: bytes) -> None:
-        if self._skipping or len(line) > MAX_LINE_BYTES:
-            self._skipping = False
+    def _line(self, line: bytes | None) -> None:
+        if line is None:
             logger.warning("answered a stdin line longer than %d bytes; it was discarded", MAX_LINE_BYTES)
             self._writer.write(_oversized_error())
             return
@@ -500,36 +521,53 @@ class _Reader:
 
 
 @asynccontextmanager
+async def fd_wire(read_fd: int, write_fd: int) -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
+    """The protocol over two descriptors (-1: none); yield (read stream, write stream) for a session.
+
+    Pipes, sockets and terminals are made non-blocking while the wire runs. On exit the output
+    still queued gets up to `FLUSH_SECONDS` to reach the client; the descriptors stay open.
+    """
+    restore = [(fd, os.get_blocking(fd)) for fd in {read_fd, write_fd} if fd >= 0 and _pollable(fd)]
+    for fd, _ in restore:
+        os.set_blocking(fd, False)
+    send, receive = anyio.create_memory_object_stream[_Envelope](0)
+    reader: _Reader | None = None
+
+    def client_gone() -> None:
+        if reader is not None:
+            reader.stop()
+
+    writer = StdioWriter(write_fd, client_gone)
+    reader = _Reader(read_fd, send, writer)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader.pump)
+            reader.start()
+            try:
+                yield ContextReceiveStream(receive), writer
+            finally:
+                reader.stop()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.move_on_after(FLUSH_SECONDS, shield=True):
+            await writer.drain()
+        writer.detach()
+        receive.close()
+        for fd, blocking in restore:
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, blocking)
+
+
+@asynccontextmanager
 async def stdio_wire() -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
     """Claim stdin and stdout for the protocol; yield (read stream, write stream) for a session.
 
-    On exit the output still queued gets up to `FLUSH_SECONDS` to reach the client, and fd 0 and
-    fd 1 point at the wire again.
+    While it runs fd 0 reads the null device and fd 1 writes to stderr; on exit the output still
+    queued gets up to `FLUSH_SECONDS` to reach the client, and fd 0 and fd 1 are the wire again.
     """
     with (
         _claimed(0, os.O_RDONLY, lambda: os.open(os.devnull, os.O_RDONLY)) as wire_in,
         _claimed(1, os.O_WRONLY, _stdout_diversion) as wire_out,
     ):
-        send, receive = anyio.create_memory_object_stream[_Envelope](0)
-        reader: _Reader | None = None
-
-        def client_gone() -> None:
-            if reader is not None:
-                reader.stop()
-
-        writer = StdioWriter(wire_out, client_gone)
-        reader = _Reader(wire_in, send, writer)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(reader.pump)
-                reader.start()
-                try:
-                    yield ContextReceiveStream(receive), writer
-                finally:
-                    reader.stop()
-                    tg.cancel_scope.cancel()
-        finally:
-            with anyio.move_on_after(FLUSH_SECONDS, shield=True):
-                await writer.drain()
-            writer.detach()
-            receive.close()
+        async with fd_wire(wire_in, wire_out) as streams:
+            yield streams
