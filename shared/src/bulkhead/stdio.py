@@ -230,8 +230,8 @@ class StdioWriter:
         self.write(_encode(item.message))
         if self._queued > WRITE_HIGH_WATER:
             await self.drain()
-            if self.broken:
-                raise anyio.BrokenResourceError
+        if self.broken:
+            raise anyio.BrokenResourceError
 
     def write(self, data: bytes) -> None:
         """Write `data` now, or queue it behind what is already waiting."""
