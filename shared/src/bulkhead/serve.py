@@ -1,9 +1,11 @@
 """The one module that starts transports: stdio, or Streamable HTTP + legacy SSE in one process.
 
-HTTP mode serves `/mcp` (Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy
-HTTP+SSE transport) and `GET /healthz`, behind bearer-token auth and Host/Origin validation. We
-own the uvicorn instance so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen`
-streams are closed first and connections get a short grace period.
+stdio mode runs the SDK's session on `bulkhead.stdio`'s wire (non-blocking descriptors on the
+event loop; POSIX only, so it is imported only when stdio is served). HTTP mode serves `/mcp`
+(Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy HTTP+SSE transport) and
+`GET /healthz`, behind bearer-token auth and Host/Origin validation. We own the uvicorn instance
+so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen` streams are closed first and
+connections get a short grace period.
 """
 
 import contextlib
@@ -25,7 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulkhead.auth import BearerTokenMiddleware
 from bulkhead.settings import ServerSettings
-from bulkhead.stdio import stdio_wire
 
 if TYPE_CHECKING:
     import uvicorn
@@ -127,6 +128,8 @@ async def serve_stdio(server: MCPServer[Any]) -> None:
     The wire is `bulkhead.stdio`'s (non-blocking descriptors on the event loop, a stray print
     diverted to stderr); the session on it is the SDK's own, in both protocol eras.
     """
+    from bulkhead.stdio import stdio_wire  # noqa: PLC0415 -- POSIX only (fcntl): HTTP mode runs anywhere
+
     lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- run_stdio_async() takes no streams
     async with anyio.create_task_group() as tg:
 
