@@ -270,3 +270,20 @@ async def test_a_signal_while_stdout_is_full_ends_the_server_promptly(peer: Wire
     peer.process.send_signal(signal.SIGTERM)
     assert await peer.exit_code() == 0
     assert "Traceback" not in peer.stderr_text()
+
+
+async def test_stdin_and_stdout_are_the_wire_again_and_blocking_once_serving_ends() -> None:
+    script = (
+        "import os, anyio\n"
+        "from mcp.server.mcpserver import MCPServer\n"
+        "from bulkhead.serve import serve_stdio\n"
+        "print('before', flush=True)\n"
+        "anyio.run(serve_stdio, MCPServer('x'))\n"
+        "print('after', os.get_blocking(0), os.get_blocking(1), flush=True)\n"
+    )
+    with anyio.fail_after(30):
+        done = await anyio.run_process(
+            [sys.executable, "-c", script], input=b"", env=server_environment(), check=False
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().splitlines() == ["before", "after True True"]

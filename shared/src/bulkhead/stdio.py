@@ -143,6 +143,7 @@ def _private_descriptor(fd: int, flags: int) -> int:
         with contextlib.suppress(OSError):
             reopened = os.open(f"/proc/self/fd/{fd}", flags | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK)
             if reopened > 2 and os.path.samestat(os.fstat(reopened), os.fstat(fd)):
+                os.set_blocking(reopened, os.get_blocking(fd))
                 return reopened
             os.close(reopened)
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
