@@ -5,7 +5,7 @@ calls and once with `--warmup` + `--calls`. The difference between the two profi
 of `--calls` calls alone (start-up, imports and the handshake cancel out). Each function's own
 time (cProfile's tottime) is credited to the layer its file belongs to:
 
-    transport      bulkhead/stdio.py, bulkhead/serve.py, mcp/server/stdio.py
+    transport      bulkhead/wire.py, stdio.py, serve.py; mcp/server/stdio.py
     event loop     asyncio, anyio, selectors, contextvars plumbing
     SDK dispatch   mcp/shared (dispatcher, streams, messages), mcp/server (runner, lowlevel, session)
     SDK tools      mcp/server/mcpserver (tool lookup, argument models, result conversion)
@@ -47,7 +47,7 @@ SERVERS: dict[str, tuple[list[str], str, dict[str, Any]]] = {
 }
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("transport", ("bulkhead/stdio.py", "bulkhead/serve.py", "mcp/server/stdio.py")),
+    ("transport", ("bulkhead/wire.py", "bulkhead/stdio.py", "bulkhead/serve.py", "mcp/server/stdio.py")),
     ("bulkhead app", ("bulkhead/",)),
     ("SDK tools", ("mcp/server/mcpserver/",)),
     ("SDK dispatch", ("mcp/", "mcp_types/")),

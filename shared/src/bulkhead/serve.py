@@ -1,11 +1,11 @@
 """The one module that starts transports: stdio, or Streamable HTTP + legacy SSE in one process.
 
-stdio mode runs the SDK's session on `bulkhead.stdio`'s wire (non-blocking descriptors on the
-event loop; POSIX only, so it is imported only when stdio is served). HTTP mode serves `/mcp`
-(Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy HTTP+SSE transport) and
-`GET /healthz`, behind bearer-token auth and Host/Origin validation. We own the uvicorn instance
-so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen` streams are closed first and
-connections get a short grace period.
+stdio mode runs the SDK's session on Bulkhead's wire (`bulkhead.stdio`, `bulkhead.wire`:
+non-blocking descriptors on the event loop; POSIX only, so imported only when stdio is served).
+HTTP mode serves `/mcp` (Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy
+HTTP+SSE transport) and `GET /healthz`, behind bearer-token auth and Host/Origin validation. We
+own the uvicorn instance so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen`
+streams are closed first and connections get a short grace period.
 """
 
 import contextlib
@@ -125,8 +125,9 @@ def _close_listen_streams(server: MCPServer[Any]) -> None:
 async def serve_stdio(server: MCPServer[Any]) -> None:
     """Serve `server` over this process's stdin and stdout until the client goes or a signal arrives.
 
-    The wire is `bulkhead.stdio`'s (non-blocking descriptors on the event loop, a stray print
-    diverted to stderr); the session on it is the SDK's own, in both protocol eras.
+    The wire is Bulkhead's (`bulkhead.stdio` claims fd 0 and fd 1 and diverts stray prints to
+    stderr; `bulkhead.wire` drives them on the event loop); the session on it is the SDK's own,
+    in both protocol eras.
     """
     from bulkhead.stdio import stdio_wire  # noqa: PLC0415 -- POSIX only (fcntl): HTTP mode runs anywhere
 

@@ -1,6 +1,6 @@
-"""`bulkhead.stdio`: line splitting, and the wire over real pipes and files in this process.
+"""`bulkhead.wire`: line splitting, and the wire over real pipes and files in this process.
 
-The claim of fd 0 / fd 1 and the whole transport under a real client are in tests/e2e.
+`bulkhead.stdio` (the claim of fd 0 / fd 1) and the whole transport under a real client are in tests/e2e.
 """
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, JSONRPCResponse
 
-from bulkhead.stdio import MAX_LINE_BYTES, WRITE_HIGH_WATER, LineSplitter, ReadStream, StdioWriter, fd_wire
+from bulkhead.wire import MAX_LINE_BYTES, WRITE_HIGH_WATER, LineSplitter, ReadStream, StdioWriter, fd_wire
 
 pytestmark = pytest.mark.anyio
 
