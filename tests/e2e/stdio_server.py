@@ -1,21 +1,26 @@
 """A bare MCPServer over Bulkhead's stdio transport, with tools that stress the wire.
 
 Run as a script by tests/e2e/test_stdio_wire.py: `python stdio_server.py` (debug logs, JSON, on
-stderr).
+stderr); `--bulkhead` makes it a `BulkheadServer` (audit records on stderr) with the same tools.
 """
 
+import logging
 import os
 import sys
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from bulkhead.app import BulkheadServer
 from bulkhead.logging import configure_logging
 from bulkhead.serve import serve_stdio
+from bulkhead.settings import ServerSettings
+
+logger = logging.getLogger("stdio_server")
 
 
-def build() -> MCPServer:
-    server = MCPServer("wire")
+def build(bulkhead: bool) -> MCPServer:
+    server = BulkheadServer(ServerSettings()) if bulkhead else MCPServer("wire")
 
     @server.tool()
     async def echo(text: str) -> str:
@@ -37,10 +42,21 @@ def build() -> MCPServer:
         await anyio.run_process(["/bin/sh", "-c", 'echo "$0"', text], stdout=None, stderr=None)
         return text
 
-    del echo, blob, chatter
+    @server.tool()
+    async def hold() -> str:
+        """Wait until cancelled (at most a minute), saying so on stderr."""
+        logger.info("hold is holding")
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            logger.info("hold was cancelled")
+            raise
+        return "held"
+
+    del echo, blob, chatter, hold
     return server
 
 
 if __name__ == "__main__":
     configure_logging("debug", "json")
-    anyio.run(serve_stdio, build())
+    anyio.run(serve_stdio, build("--bulkhead" in sys.argv[1:]))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +136,16 @@ class WirePeer:
         return "\n".join(self.stderr_lines)
 
 
-@pytest.fixture
-async def peer() -> AsyncIterator[WirePeer]:
+@asynccontextmanager
+async def started(*args: str) -> AsyncIterator[WirePeer]:
+    """The server with `args`, after the handshake; killed at the end if it is still running."""
     ours, theirs = os.pipe()
     try:
         process = await anyio.open_process(
-            [sys.executable, str(SERVER)], env=server_environment(), stdout=theirs, stderr=subprocess.PIPE
+            [sys.executable, str(SERVER), *args],
+            env=server_environment(),
+            stdout=theirs,
+            stderr=subprocess.PIPE,
         )
     finally:
         os.close(theirs)
@@ -159,6 +164,12 @@ async def peer() -> AsyncIterator[WirePeer]:
     finally:
         if peer is None or not peer.stdout_closed:
             os.close(ours)
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[WirePeer]:
+    async with started() as peer:
+        yield peer
 
 
 @pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
@@ -287,3 +298,21 @@ async def test_stdin_and_stdout_are_the_wire_again_and_blocking_once_serving_end
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().splitlines() == ["before", "after True True"]
+
+
+async def test_a_cancelled_call_stops_its_tool_gets_no_reply_and_is_audited_as_cancelled() -> None:
+    async with started("--bulkhead") as peer:
+        request_id = await peer.call("hold", {})
+        await peer.wait_for_stderr("hold is holding")
+        cancel = {"requestId": request_id, "reason": "the user gave up"}
+        await peer.send_bytes(
+            json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel}).encode()
+            + b"\n"
+        )
+        await peer.wait_for_stderr("hold was cancelled")
+        await peer.wait_for_stderr('"target": "hold"')
+        ping = await peer.request("ping")
+        assert (await peer.receive())["id"] == ping  # the cancelled call is never answered (spec)
+        [record] = [json.loads(line) for line in peer.stderr_lines if '"target": "hold"' in line]
+        assert record["outcome"] == "rejected"
+        assert record["reason"] == "cancelled"
