@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ class WirePeer:
 
 
 @asynccontextmanager
-async def started(*args: str) -> AsyncIterator[WirePeer]:
+async def started(*args: str) -> AsyncGenerator[WirePeer]:
     """The server with `args`, after the handshake; killed at the end if it is still running."""
     ours, theirs = os.pipe()
     try:
