@@ -9,6 +9,7 @@ and always `ROLLBACK`. No MCP imports here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -36,6 +37,8 @@ BATCH_ROWS = 200
 """Rows pulled from the portal at a time: memory stays flat however big the table."""
 
 CLEANUP_SECONDS = 5
+"""How long stopping a cancelled command and the rollback after a call may take before the
+connection is thrown away."""
 
 _END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
 """Ends every call in one round trip: the transaction, and anything a session could have kept."""
@@ -44,8 +47,6 @@ _END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *
 async def _already_reset(_connection: object) -> None:
     """The pool's reset on release: `_read_only` already ended the call with `_END_OF_CALL`."""
 
-
-"""How long the rollback after a call may take before the connection is thrown away."""
 
 _CONNECTION_LOST = (
     OSError,
@@ -56,6 +57,68 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
+
+
+CANCEL_RESEND_FIRST = 0.05
+"""Seconds after the first cancel request before it is sent again; the wait doubles each time."""
+
+CANCEL_RESEND_MAX = 1.0
+"""The longest wait between two cancel requests for the same command."""
+
+
+# asyncpg's private API, in this one place. asyncpg answers a cancelled call by sending ONE
+# CancelRequest, and marks its protocol "cancelling" until the backend's ReadyForQuery says the
+# command ended. PostgreSQL only acts on a cancel at its next CHECK_FOR_INTERRUPTS while executing;
+# one that arrives while the backend handles Parse / Bind or waits between messages is dropped when
+# it reads the next message (postgres.c: ProcessInterrupts ignores QueryCancelPending while
+# DoingCommandRead). So a cancel that races the Parse/Bind is lost and the statement runs on to
+# its statement_timeout. These helpers see whether a cancelled command is still in flight and send
+# the cancel request again.
+def _private(connection: PoolConnectionProxy[asyncpg.Record]) -> tuple[Any, Any]:
+    """The asyncpg connection behind the pool's proxy, and its protocol."""
+    proxy: Any = connection
+    raw: Any = proxy._con
+    return raw, raw._protocol
+
+
+def _command_in_flight(connection: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    """Whether asyncpg is waiting for the backend to end a command whose call was cancelled."""
+    _, protocol = _private(connection)
+    return bool(protocol._is_cancelling())
+
+
+async def _command_ended(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Returns once the backend acknowledged the end of the cancelled command."""
+    _, protocol = _private(connection)
+    await protocol._wait_for_cancellation()
+
+
+async def _send_cancel_request(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Send one more CancelRequest for the backend's current command; returns once it was delivered."""
+    raw, _ = _private(connection)
+    sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    raw._cancel_current_command(sent)
+    await sent
+
+
+async def _stop_cancelled_command(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Make sure the command of a cancelled call stops on the server, not at its statement_timeout.
+
+    Sends the cancel request again after 50 ms, then at doubling intervals up to 1 s, until the
+    backend reports that the command ended. Unbounded: the caller bounds it (and discards the
+    connection when the bound is hit). Each request is delivered before the next step, so a late
+    one cannot hit the next command on this connection (the backend drops a cancel that arrives
+    while it is idle).
+    """
+    wait = CANCEL_RESEND_FIRST
+    while _command_in_flight(connection):
+        with anyio.move_on_after(wait):
+            await _command_ended(connection)
+        if not _command_in_flight(connection) or connection.is_closed():
+            return
+        logger.debug("the backend has not stopped the cancelled command yet; cancelling it again")
+        await _send_cancel_request(connection)
+        wait = min(wait * 2, CANCEL_RESEND_MAX)
 
 
 class QueryFailedError(BulkheadError):
@@ -187,35 +250,48 @@ class Database:
     @asynccontextmanager
     async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
         limits = self.limits
-        # Our own fixed text with integers from validated settings (never user SQL), so one
-        # simple-protocol round trip opens the transaction and sets its limits.
-        await connection.execute(
-            "BEGIN READ ONLY; "
-            f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
-            f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
-            f"SET LOCAL idle_in_transaction_session_timeout = {int(limits.idle_in_transaction_timeout_ms)}"
-        )
         try:
+            # Our own fixed text with integers from validated settings (never user SQL), so one
+            # simple-protocol round trip opens the transaction and sets its limits. Inside the try:
+            # a call cancelled during BEGIN is cleaned up like any other.
+            idle_ms = int(limits.idle_in_transaction_timeout_ms)
+            await connection.execute(
+                "BEGIN READ ONLY; "
+                f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
+                f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
+                f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+            )
             yield
         finally:
-            # Shielded: a cancelled call still rolls back (or loses its connection) before it ends.
+            # Shielded: a cancelled call still stops its command and rolls back (or loses its
+            # connection) before it ends.
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
-                if connection.is_closed():
-                    pass
-                elif not connection.is_in_transaction():
-                    logger.warning("a statement left its read-only transaction; discarding the connection")
-                    connection.terminate()
-                else:
-                    try:
-                        await connection.execute(_END_OF_CALL)
-                    except (*_CONNECTION_LOST, asyncpg.PostgresError):
-                        connection.terminate()
+                await self._end_call(connection)
             if cleanup.cancelled_caught:
                 connection.terminate()
+
+    @staticmethod
+    async def _end_call(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        if connection.is_closed():
+            return
+        if _command_in_flight(connection):
+            await _stop_cancelled_command(connection)
+        if connection.is_closed():
+            return
+        if not connection.is_in_transaction():
+            logger.warning("a statement left its read-only transaction; discarding the connection")
+            connection.terminate()
+            return
+        try:
+            await connection.execute(_END_OF_CALL)
+        except (*_CONNECTION_LOST, asyncpg.PostgresError):
+            connection.terminate()
 
     @asynccontextmanager
     async def _connection(self) -> AsyncGenerator[PoolConnectionProxy[asyncpg.Record]]:
         pool = await self.pool()
+        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+            logger.debug("every connection is busy; the call waits for one")
         try:
             async with pool.acquire(timeout=self._connect_timeout) as connection:
                 yield connection
