@@ -24,7 +24,13 @@ from asyncpg.pool import PoolConnectionProxy
 
 from bulkhead.errors import BulkheadError, UnavailableError
 from bulkhead_postgres.guard import CheckedStatement
-from bulkhead_postgres.values import SESSION_SETTINGS, JsonValue, install_codecs, to_json_value
+from bulkhead_postgres.values import (
+    SESSION_SETTINGS,
+    JsonValue,
+    column_converter,
+    convert_rows,
+    install_codecs,
+)
 
 if TYPE_CHECKING:
     from bulkhead_postgres.settings import PostgresSettings
@@ -119,6 +125,24 @@ async def _stop_cancelled_command(connection: PoolConnectionProxy[asyncpg.Record
         logger.debug("the backend has not stopped the cancelled command yet; cancelling it again")
         await _send_cancel_request(connection)
         wait = min(wait * 2, CANCEL_RESEND_MAX)
+
+
+def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int | None]:
+    """(budget left, None) when the whole batch fits; else (budget, how many of its rows fit).
+
+    A row costs its compact JSON plus one byte. The batch is measured in one go; only a batch
+    that does not fit is measured again row by row, to find where to cut.
+    """
+    if not batch:
+        return budget, None
+    size = len(json.dumps(batch, ensure_ascii=False, separators=(",", ":"))) - 1
+    if size <= budget:
+        return budget - size, None
+    for index, row in enumerate(batch):
+        budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
+        if budget < 0:
+            return budget, index
+    return budget, None  # pragma: no cover -- the rows add up to the batch's size
 
 
 class QueryFailedError(BulkheadError):
@@ -327,29 +351,44 @@ class Database:
     async def _collect(
         self, connection: PoolConnectionProxy[asyncpg.Record], sql: str, params: Sequence[Any], row_cap: int
     ) -> QueryResult:
-        """Rows through a portal, in batches, up to the row cap and the byte budget.
+        """Rows through the unnamed portal, in batches, up to the row cap and the byte budget.
 
-        Extended protocol only; asyncpg caches the prepared statement, so a repeated query binds
-        and executes in one round trip.
+        Extended protocol only. A statement with parameters is likely to come again: it is prepared
+        once (named, in asyncpg's cache), and later calls bind and execute it in one round trip. A
+        literal statement is prepared as the unnamed statement: one Parse/Describe round trip and
+        nothing cached that would have to be closed when evicted. The first batch comes with the
+        Bind; the unnamed portal needs no Close (the ROLLBACK ends it).
         """
         limits = self.limits
-        budget = limits.max_bytes
+        raw, protocol = _private(connection)
+        cached = bool(params)
+        state: Any = await raw._get_statement(sql, None, named=cached, use_cache=cached)
+        attributes: Sequence[Any] = state._get_attributes()
+        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]
+        converters = [column_converter(column.type, limits.max_cell_chars) for column in columns]
+        wanted = row_cap + 1
+        records, _, done = await protocol.bind_execute(state, params, "", min(wanted, BATCH_ROWS), True, None)
         rows: list[list[JsonValue]] = []
+        budget = limits.max_bytes
+        fetched = 0
         truncated: str | None = None
-        cursor = connection.cursor(sql, *params, prefetch=min(row_cap + 1, BATCH_ROWS)).__aiter__()
-        async for record in cursor:
-            if len(rows) >= row_cap:
-                truncated = f"more than {row_cap} rows"
-                break
-            row = [to_json_value(value, limits.max_cell_chars) for value in record.values()]
-            budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
-            if budget < 0:
+        while True:
+            fetched += len(records)
+            batch = convert_rows(records, converters)
+            over_cap = fetched > row_cap
+            if over_cap:
+                del batch[row_cap - len(rows) :]
+            budget, fits = _within_budget(batch, budget)
+            rows.extend(batch if fits is None else batch[:fits])
+            if fits is not None:
                 truncated = f"more than {limits.max_bytes} bytes of row data"
+            elif over_cap:
+                truncated = f"more than {row_cap} rows"
+            if truncated is not None or done:
                 break
-            rows.append(row)
-        # The statement's description is known once the portal ran, even when it returned no rows.
-        attributes = cursor._state._get_attributes()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType] -- asyncpg exposes column types of a cursor only here
-        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType, reportUnknownArgumentType] -- see above
+            records, _, done = await protocol.execute(
+                state, "", min(wanted - fetched, BATCH_ROWS), True, None
+            )
         return QueryResult(
             columns=columns, rows=rows, truncated=truncated is not None, truncated_reason=truncated
         )

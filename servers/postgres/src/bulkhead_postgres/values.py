@@ -6,16 +6,26 @@ strings (JSON has no such numbers), integers beyond 2^53 as strings (JSON reader
 would round them). The text-format types are decoded by PostgreSQL itself (see `TEXT_TYPES`).
 """
 
+import functools
 import ipaddress
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 from asyncpg import Range
 
-__all__ = ["SESSION_SETTINGS", "TEXT_TYPES", "JsonValue", "install_codecs", "to_json_value"]
+__all__ = [
+    "SESSION_SETTINGS",
+    "TEXT_TYPES",
+    "Converter",
+    "JsonValue",
+    "column_converter",
+    "convert_rows",
+    "install_codecs",
+    "to_json_value",
+]
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -93,3 +103,48 @@ def to_json_value(value: Any, max_chars: int) -> JsonValue:  # noqa: PLR0911, PL
     if isinstance(value, Mapping):
         return {str(key): to_json_value(item, max_chars) for key, item in value.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType] -- decoded JSON object
     return _cut(str(value), max_chars)
+
+
+Converter = Callable[[Any], JsonValue]
+"""Turns one decoded value of a column into its JSON form."""
+
+_SAME_TYPES = frozenset({"bool", "int2", "int4", "oid"})
+"""Types asyncpg decodes to values that are already exact JSON (or None)."""
+
+_TEXT_LIKE = frozenset({"text", "varchar", "bpchar", "char", "name", "citext", *TEXT_TYPES})
+"""Types that decode to `str` (ours in `TEXT_TYPES` through the text codecs)."""
+
+
+def _same(value: Any) -> JsonValue:
+    return value
+
+
+def _text(value: str | None, max_chars: int) -> JsonValue:
+    if value is None or len(value) <= max_chars:
+        return value
+    return _cut(value, max_chars)
+
+
+def _int8(value: int | None) -> JsonValue:
+    if value is None or -_SAFE_INT <= value <= _SAFE_INT:
+        return value
+    return str(value)
+
+
+def column_converter(type_name: str, max_chars: int) -> Converter:
+    """The converter for every value of a column of PostgreSQL type `type_name`, picked once."""
+    if type_name in _SAME_TYPES:
+        return _same
+    if type_name in _TEXT_LIKE:
+        return functools.partial(_text, max_chars=max_chars)
+    if type_name == "int8":
+        return _int8
+    return functools.partial(to_json_value, max_chars=max_chars)
+
+
+def convert_rows(records: Sequence[Sequence[Any]], converters: Sequence[Converter]) -> list[list[JsonValue]]:
+    """Rows of decoded values as JSON arrays, each column through its own converter."""
+    if all(converter is _same for converter in converters):
+        return [list(record) for record in records]
+    pairs = list(enumerate(converters))
+    return [[converter(record[index]) for index, converter in pairs] for record in records]
