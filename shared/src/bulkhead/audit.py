@@ -97,13 +97,13 @@ class AuditLog:
         }
         if reason is not None:
             entry["reason"] = _cut(reason)
+        text = json.dumps(entry, default=str, ensure_ascii=False)
         if self._file is not None:
-            self._file.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+            self._file.write(text + "\n")
         else:
-            # The whole record is the message, so text-format logs carry it as well as JSON ones.
-            self._logger.info(
-                "%s", json.dumps(entry, default=str, ensure_ascii=False), extra={"audit": entry}
-            )
+            # The whole record is the message, so text-format logs carry it as well as JSON ones;
+            # the JSON formatter reuses the serialised record (`audit_json`) instead of redoing it.
+            self._logger.info("%s", text, extra={"audit": entry, "audit_json": text})
 
     def close(self) -> None:
         """Close the audit file, if there is one."""

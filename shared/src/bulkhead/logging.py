@@ -28,6 +28,11 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
+        serialised = record.__dict__.get("audit_json")
+        if isinstance(serialised, str) and serialised.startswith("{") and len(serialised) > 2:
+            # An audit record already serialised by `bulkhead.audit`: prefix it, don't redo it.
+            head = json.dumps({"level": entry["level"], "logger": entry["logger"]}, ensure_ascii=False)
+            return head[:-1] + "," + serialised[1:]
         audit = record.__dict__.get("audit")
         if isinstance(audit, dict):
             # An audit record is its own flat JSON object, not a message about one.
