@@ -365,7 +365,9 @@ class Database:
         state: Any = await raw._get_statement(sql, None, named=cached, use_cache=cached)
         attributes: Sequence[Any] = state._get_attributes()
         columns = [Column(str(a.name), str(a.type.name)) for a in attributes]
-        converters = [column_converter(column.type, limits.max_cell_chars) for column in columns]
+        converters = [
+            column_converter(str(a.type.name), limits.max_cell_chars, str(a.type.schema)) for a in attributes
+        ]
         wanted = row_cap + 1
         records, _, done = await protocol.bind_execute(state, params, "", min(wanted, BATCH_ROWS), True, None)
         rows: list[list[JsonValue]] = []
