@@ -314,5 +314,4 @@ async def test_a_cancelled_call_stops_its_tool_gets_no_reply_and_is_audited_as_c
         ping = await peer.request("ping")
         assert (await peer.receive())["id"] == ping  # the cancelled call is never answered (spec)
         [record] = [json.loads(line) for line in peer.stderr_lines if '"target": "hold"' in line]
-        assert record["outcome"] == "rejected"
-        assert record["reason"] == "cancelled"
+        assert record["outcome"] == "cancelled"

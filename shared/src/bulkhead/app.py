@@ -113,7 +113,9 @@ class BulkheadServer(MCPServer[Any]):
                 )
             result = await super().call_tool(name, arguments, context)
         except anyio.get_cancelled_exc_class():
-            outcome, reason = "rejected", "cancelled"
+            # The SDK cancels the call's scope on notifications/cancelled (or, for a 2026-07-28
+            # request over HTTP, when the client drops the response stream).
+            outcome = "cancelled"
             raise
         except MCPError as exc:
             outcome, reason = "rejected", exc.error.message

@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO
 
 __all__ = ["AuditLog", "Outcome", "redact_arguments"]
 
-Outcome = Literal["ok", "rejected", "error"]
+Outcome = Literal["ok", "rejected", "error", "cancelled"]
 
 _SECRET_KEY = re.compile(r"pass|secret|token|api[-_]?key|auth|credential|cookie|session|dsn", re.IGNORECASE)
 _MAX_VALUE = 200
