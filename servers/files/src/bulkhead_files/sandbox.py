@@ -135,6 +135,28 @@ def _check_spelling(path: str) -> None:
         )
 
 
+def _link_target(root: Root, done: Sequence[str], target: str, shown: str) -> list[str]:
+    """The names under `root` a link at `done` pointing to `target` leads to; refused if outside."""
+    if target.startswith("/"):
+        clean = posixpath.normpath(target)
+        if clean == root.path:
+            return []
+        if clean.startswith(root.path.rstrip("/") + "/"):
+            return [n for n in clean[len(root.path) :].split("/") if n]
+        raise _outside(shown)
+    names = list(done)
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not names:
+                raise _outside(shown)
+            names.pop()
+        else:
+            names.append(part)
+    return names
+
+
 class Sandbox:
     """The roots, the deny list and the rules every path passes before anything is opened."""
 
@@ -320,11 +342,10 @@ class Sandbox:
                 try:
                     opened = os.open(name, flags, dir_fd=current)
                 except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                        try:
-                            hops, pending = self._follow(root, current, name, done, pending, hops, shown)
-                        except OSError:
-                            raise self._os_error(exc, shown) from None
+                    if exc.errno in (errno.ELOOP, errno.EMLINK) or (
+                        exc.errno == errno.ENOTDIR and self._is_link(name, current)
+                    ):
+                        hops, pending = self._follow(root, current, name, done, pending, hops, shown)
                         done = []
                         current = self._reset(current, root)
                         continue
@@ -363,6 +384,13 @@ class Sandbox:
             )
 
     @staticmethod
+    def _is_link(name: str, directory: int) -> bool:
+        try:
+            return stat.S_ISLNK(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+        except OSError:
+            return False
+
+    @staticmethod
     def _reset(current: int, root: Root) -> int:
         if current != root.fd:
             os.close(current)
@@ -382,27 +410,14 @@ class Sandbox:
         hops += 1
         if hops > MAX_LINK_HOPS:
             raise InvalidArgumentError(f"{shown[:200]!r} goes through too many symbolic links.")
-        target = os.readlink(name, dir_fd=current)
-        if target.startswith("/"):
-            clean = posixpath.normpath(target)
-            if clean == root.path:
-                base: list[str] = []
-            elif clean.startswith(root.path.rstrip("/") + "/"):
-                base = [n for n in clean[len(root.path) :].split("/") if n]
-            else:
-                raise _outside(shown)
-            names = base
-        else:
-            names = list(done)
-            for part in target.split("/"):
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    if not names:
-                        raise _outside(shown)
-                    names.pop()
-                else:
-                    names.append(part)
+        try:
+            target = os.readlink(name, dir_fd=current)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                # No longer a link (it was swapped back): walk the same names again from the root.
+                return hops, [*done, name, *pending]
+            raise self._os_error(exc, shown) from None
+        names = _link_target(root, done, target, shown)
         # A link must not lead to what a direct path could not reach (`notes -> .env`).
         self._check_parts(names + pending, shown)
         return hops, names + pending
