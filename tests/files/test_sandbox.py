@@ -12,8 +12,7 @@ import pytest
 from bulkhead.errors import InvalidArgumentError, NotFoundError
 from bulkhead_files.sandbox import Sandbox
 from bulkhead_files.settings import DEFAULT_DENY
-
-SECRET = "TOP-SECRET-OUTSIDE"
+from tests.files.conftest import SECRET
 
 
 @pytest.fixture
