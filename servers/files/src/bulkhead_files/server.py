@@ -10,6 +10,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import Field
 
 from bulkhead.app import BulkheadServer
+from bulkhead.notify import ChangeNotifier
 from bulkhead.results import READ_ONLY, structured
 from bulkhead.validation import Cursor
 from bulkhead_files.clientroots import ClientRoots
@@ -109,9 +110,13 @@ def _read_result(found: FileRange) -> CallToolResult:
     )
 
 
-def build_server(settings: FilesSettings, sandbox: Sandbox) -> BulkheadServer:
-    """The bulkhead-files MCP server over `sandbox`."""
-    server = FilesServer(settings, instructions=INSTRUCTIONS, version="0.1.0")
+def build_server(
+    settings: FilesSettings, sandbox: Sandbox, notifier: ChangeNotifier | None = None
+) -> BulkheadServer:
+    """The bulkhead-files MCP server over `sandbox`; `notifier` sends its change notifications."""
+    notifier = notifier if notifier is not None else ChangeNotifier()
+    server = FilesServer(settings, instructions=INSTRUCTIONS, version="0.1.0", subscriptions=notifier.bus)
+    notifier.install(server, resources=True, subscribe=True)
     limits = limits_from(settings)
     roots = ClientRoots(server, sandbox, enabled=settings.client_roots)
 
