@@ -269,9 +269,11 @@ def test_the_deny_list_can_be_replaced_including_path_patterns(tree: Path) -> No
     (root / "private" / "plan.txt").write_text("plan")
     (root / "data.csv").write_text("a,b")
     (root / ".env").write_text("x")
-    box = Sandbox([str(root)], deny=["*.csv", "private/*"], show_hidden=True)
+    (root / "my-DRAFT-v2.md").write_text("draft")
+    (root / "report?.txt").write_text("q")
+    box = Sandbox([str(root)], deny=["*.csv", "private/*", "*draft*", "report[?].txt"], show_hidden=True)
     try:
-        for payload in ["data.csv", "DATA.CSV", "private/plan.txt"]:
+        for payload in ["data.csv", "DATA.CSV", "private/plan.txt", "my-DRAFT-v2.md", "report?.txt"]:
             with pytest.raises((InvalidArgumentError, NotFoundError)):
                 box.open(payload)
         assert read(box, ".env") == "x"

@@ -53,12 +53,13 @@ async def test_list_directory_shows_entries_without_hidden_or_secret_ones(
 ) -> None:
     async with connect(server, era) as client:
         top = data(await client.call_tool("list_directory", {}))
-        docs = data(await client.call_tool("list_directory", {"path": "docs"}))
-        same = data(await client.call_tool("list_directory", {"path": str(root / "docs")}))
+        docs = data(await client.call_tool("list_directory", {"path": "docs", "details": True}))
+        same = data(await client.call_tool("list_directory", {"path": str(root / "docs"), "details": True}))
     assert top["path"] == str(root)
     assert [e["name"] for e in top["entries"]] == ["data.csv", "docs", "logo.png", "src"]
     kinds = {e["name"]: e["type"] for e in top["entries"]}
     assert kinds == {"data.csv": "file", "docs": "directory", "logo.png": "file", "src": "directory"}
+    assert "size" not in top["entries"][0]
     assert top["total"] == 4
     assert top["next_cursor"] is None
     assert docs == same

@@ -15,41 +15,87 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, NamedTuple
 
 from bulkhead.errors import InvalidArgumentError, NotFoundError
 
 if TYPE_CHECKING:
     from bulkhead_files.settings import FilesSettings
 
-__all__ = ["MAX_PATH_CHARS", "Opened", "Root", "Sandbox", "WalkEntry", "compile_patterns"]
+__all__ = ["MAX_PATH_CHARS", "NameMatcher", "Opened", "Root", "Sandbox", "WalkEntry", "compile_patterns"]
 
 MAX_PATH_CHARS = 4096
 MAX_LINK_HOPS = 40
 
+_BY_NAME = attrgetter("name")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
 
 
-def compile_patterns(patterns: Sequence[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
-    """(name regex, relative-path regex) for deny patterns, matched case-insensitively.
+class NameMatcher:
+    """Deny patterns for single names, matched case-insensitively and cheaply.
+
+    Exact names are a set lookup, `prefix*` and `*suffix` patterns are `startswith`/`endswith`
+    on tuples, and only the rest go through one regular expression: a walk over 100,000 names
+    asks this once per name.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        import fnmatch  # noqa: PLC0415 -- only at start
+
+        self.exact: set[str] = set()
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        rest: list[str] = []
+        for raw in patterns:
+            pattern = raw.lower()
+            body = pattern[1:] if pattern.startswith("*") else pattern
+            body = body[:-1] if body.endswith("*") else body
+            both_ends = pattern.startswith("*") and pattern.endswith("*")
+            if not body or both_ends or any(ch in body for ch in "*?["):
+                rest.append(fnmatch.translate(pattern))
+            elif pattern.startswith("*"):
+                suffixes.append(body)
+            elif pattern.endswith("*"):
+                prefixes.append(body)
+            else:
+                self.exact.add(pattern)
+        self.prefixes = tuple(prefixes)
+        self.suffixes = tuple(suffixes)
+        self.regex = re.compile("|".join(f"(?:{r})" for r in rest)) if rest else None
+
+    def __call__(self, name: str) -> bool:
+        """Whether `name` matches a deny pattern."""
+        lowered = name.lower()
+        return (
+            lowered in self.exact
+            or (bool(self.prefixes) and lowered.startswith(self.prefixes))
+            or (bool(self.suffixes) and lowered.endswith(self.suffixes))
+            or (self.regex is not None and self.regex.match(lowered) is not None)
+        )
+
+
+def compile_patterns(patterns: Sequence[str]) -> tuple[NameMatcher | None, re.Pattern[str] | None]:
+    """(name matcher, relative-path regex) for deny patterns, matched case-insensitively.
 
     A pattern without `/` matches any single name in a path; one with `/` matches the whole
     relative path (and everything under it).
     """
     import fnmatch  # noqa: PLC0415 -- only at start
 
-    names = [fnmatch.translate(p.lower()) for p in patterns if p and "/" not in p.strip("/")]
+    names = [p for p in patterns if p and "/" not in p.strip("/")]
     paths = [
         fnmatch.translate(p.strip("/").lower()).removesuffix(r"\Z") + r"(?:/.*)?\Z"
         for p in patterns
         if "/" in p.strip("/")
     ]
-    name_re = re.compile("|".join(f"(?:{n})" for n in names)) if names else None
+    name_matcher = NameMatcher(names) if names else None
     path_re = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
-    return name_re, path_re
+    return name_matcher, path_re
 
 
 @dataclass(frozen=True)
@@ -96,9 +142,8 @@ class Opened:
         self.close()
 
 
-@dataclass(frozen=True)
-class WalkEntry:
-    """A regular file met by `Sandbox.walk`."""
+class WalkEntry(NamedTuple):
+    """A regular file met by `Sandbox.walk` (a tuple: a walk makes one per file)."""
 
     root: Root
     parts: tuple[str, ...]
@@ -240,7 +285,7 @@ class Sandbox:
         """Whether one directory entry name may be listed at all."""
         if name.startswith(".") and not self.show_hidden:
             return False
-        return self._deny_name is None or not self._deny_name.match(name.lower())
+        return self._deny_name is None or not self._deny_name(name)
 
     def parts_allowed(self, parts: Sequence[str]) -> bool:
         """Whether a relative path (as names) may be served."""
@@ -451,15 +496,24 @@ class Sandbox:
             entries = [e for e in it if self.name_allowed(e.name)]
         if self._deny_path is not None:
             entries = [e for e in entries if self.parts_allowed((*opened.parts, e.name))]
-        entries.sort(key=lambda e: e.name)
+        entries.sort(key=_BY_NAME)
         return entries
 
-    def walk(self, start: Opened | None = None, *, budget: list[int] | None = None) -> Iterator[WalkEntry]:
+    def walk(
+        self,
+        start: Opened | None = None,
+        *,
+        budget: list[int] | None = None,
+        only: Callable[[str], bool] | None = None,
+        deadline: float | None = None,
+    ) -> Iterator[WalkEntry]:
         """Every allowed regular file under `start` (or every root), depth first, names sorted.
 
         Directories are opened from their parent's descriptor without following links, and denied
         or hidden names are pruned before they are entered. `budget` is a one-item list of entries
-        still allowed to be visited; the walk stops when it reaches 0.
+        still allowed to be visited; the walk stops when it reaches 0. `only`, when given, picks
+        the file names worth yielding (the rest are passed over without building an entry).
+        Past `deadline` (a `time.monotonic()` value) the walk stops as if the budget ran out.
         """
         budget = budget if budget is not None else [1 << 62]
         starts = [start] if start is not None else [None]
@@ -468,39 +522,70 @@ class Sandbox:
             for root in roots:
                 first_fd = begin.fd if begin is not None else root.fd
                 first_parts = begin.parts if begin is not None else ()
-                yield from self._walk_dir(root, first_fd, first_parts, budget, own=False)
+                yield from self._walk_dir(
+                    root, first_fd, first_parts, budget, own=False, only=only, deadline=deadline
+                )
                 if budget[0] <= 0:
                     return
 
-    def _walk_dir(
-        self, root: Root, fd: int, parts: tuple[str, ...], budget: list[int], *, own: bool
+    def _walk_dir(  # noqa: PLR0912 -- one explicit-stack walk with its filters inline
+        self,
+        root: Root,
+        fd: int,
+        parts: tuple[str, ...],
+        budget: list[int],
+        *,
+        own: bool,
+        only: Callable[[str], bool] | None = None,
+        deadline: float | None = None,
     ) -> Iterator[WalkEntry]:
+        # An explicit stack, not recursion: one generator frame per file met, however deep.
+        hidden = not self.show_hidden
+        deny_name = self._deny_name
+        deny_path = self._deny_path
+        frames: list[tuple[int, tuple[str, ...], Iterator[os.DirEntry[str]], bool]] = []
+
+        def push(directory: int, at: tuple[str, ...], owned: bool) -> None:
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=_BY_NAME)
+            except OSError:
+                if owned:
+                    os.close(directory)
+                return
+            frames.append((directory, at, iter(entries), owned))
+
+        push(fd, parts, own)
         try:
-            with os.scandir(fd) as it:
-                entries = sorted(it, key=lambda e: e.name)
-            for entry in entries:
+            while frames:
+                directory, at, entries, _ = frames[-1]
+                entry = next(entries, None)
+                if entry is None:
+                    _, _, _, owned = frames.pop()
+                    if owned:
+                        os.close(directory)
+                    continue
                 budget[0] -= 1
                 if budget[0] < 0:
                     return
+                if deadline is not None and budget[0] & 1023 == 0 and time.monotonic() > deadline:
+                    budget[0] = -1
+                    return
                 name = entry.name
-                if not self.name_allowed(name):
-                    continue
-                child = (*parts, name)
-                if self._deny_path is not None and self._deny_path.match("/".join(child).lower()):
+                if (hidden and name[0] == ".") or (deny_name is not None and deny_name(name)):
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        try:
-                            sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                        except OSError:
-                            continue
-                        yield from self._walk_dir(root, sub, child, budget, own=True)
-                    elif entry.is_file(follow_symlinks=False):
-                        yield WalkEntry(root, child, entry)
+                        child = (*at, name)
+                        if deny_path is None or not deny_path.match("/".join(child).lower()):
+                            push(os.open(name, _DIR_FLAGS, dir_fd=directory), child, True)
+                    elif (only is None or only(name)) and entry.is_file(follow_symlinks=False):
+                        child = (*at, name)
+                        if deny_path is None or not deny_path.match("/".join(child).lower()):
+                            yield WalkEntry(root, child, entry)
                 except OSError:
                     continue
-        except OSError:
-            return
         finally:
-            if own:
-                os.close(fd)
+            for directory, _, _, owned in frames:
+                if owned:
+                    os.close(directory)

@@ -2,6 +2,7 @@
 
 import base64
 import functools
+import json
 from typing import Annotated, Any
 
 import anyio
@@ -16,7 +17,6 @@ from bulkhead.validation import Cursor
 from bulkhead_files.clientroots import ClientRoots
 from bulkhead_files.models import (
     DirectoryListing,
-    Entry,
     FileInfo,
     FoundFiles,
     ReadFileOutput,
@@ -125,28 +125,34 @@ def build_server(
 
     @server.tool(annotations=READ_ONLY)
     async def list_directory(
-        ctx: Context[Any, Any], path: OptionalPath = None, cursor: Cursor = None
+        ctx: Context[Any, Any],
+        path: OptionalPath = None,
+        cursor: Cursor = None,
+        details: Annotated[bool, Field(description="Also give each entry's size and modified time")] = False,
     ) -> Annotated[CallToolResult, DirectoryListing]:
-        """List one directory's entries (name, type, size, modified), sorted by name, a page at a time.
+        """List one directory's entries (name and type; size and modified time with details=true).
 
+        Sorted by name, a page at a time: pass `next_cursor` back as `cursor` for the next page.
         Omit `path` for the root (or the list of roots when there are several). Hidden and
-        secret-looking entries are left out. Pass `next_cursor` back as `cursor` for the next page.
-        Use find_files instead to look for a name anywhere below.
+        secret-looking entries are left out. Use find_files instead to look for a name anywhere below.
         """
         tree = await tree_for(ctx)
-        scope = {"tool": "list_directory", "path": path}
+        scope = {"tool": "list_directory", "path": path, "details": details}
         offset = server.cursors.decode(cursor, scope)
         shown, page, total = await anyio.to_thread.run_sync(
-            tree.list_directory, path, offset, settings.page_size
+            functools.partial(tree.list_directory, path, offset, settings.page_size, details=details)
         )
         end = offset + settings.page_size
-        return structured(
-            DirectoryListing(
-                path=shown,
-                entries=[Entry(name=e.name, type=e.type, size=e.size, modified=e.modified) for e in page],  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType] -- the four kinds tree.py produces
-                total=total,
-                next_cursor=server.cursors.encode(end, scope) if end < total else None,
-            )
+        listing = {
+            "path": shown,
+            "entries": page,
+            "total": total,
+            "next_cursor": server.cursors.encode(end, scope) if end < total else None,
+        }
+        # Built as plain data: a thousand pydantic entries cost more than the listing itself.
+        return CallToolResult(
+            content=[TextContent(type="text", text=json.dumps(listing, separators=(",", ":")))],
+            structured_content=listing,
         )
 
     @server.tool(annotations=READ_ONLY)

@@ -4,14 +4,16 @@ Everything here is synchronous and bounded (entries, bytes, matches, time); the 
 call on a worker thread in one hop. No MCP imports.
 """
 
+import functools
 import mimetypes
 import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import regex
 
@@ -21,7 +23,6 @@ from bulkhead_files.sandbox import Opened, Root, Sandbox, WalkEntry
 __all__ = [
     "MAX_LINE_CHARS",
     "BinaryTextError",
-    "DirEntryInfo",
     "FileRange",
     "Found",
     "Limits",
@@ -65,8 +66,14 @@ def guess_mime(name: str) -> str | None:
 
 
 def iso_time(seconds: float) -> str:
-    """A POSIX timestamp as ISO 8601 UTC with a `Z`."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """A POSIX timestamp as ISO 8601 UTC with a `Z`, to the second."""
+    return _iso_second(int(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(second: int) -> str:
+    # Files of one directory mostly share a handful of seconds: listing 1,000 of them formats few.
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def compile_glob(pattern: str) -> tuple[re.Pattern[str], bool]:
@@ -75,8 +82,11 @@ def compile_glob(pattern: str) -> tuple[re.Pattern[str], bool]:
     A pattern without `/` matches file names; one with `/` matches paths relative to the search
     start. Matching is case-insensitive.
     """
-    whole_path = "/" in pattern.strip("/")
-    text = pattern.strip("/") if whole_path else pattern
+    text = pattern.strip("/")
+    while text.startswith("**/"):
+        # `**/x` with no other `/` is the name pattern `x` (at any depth): no path to build per file.
+        text = text[3:]
+    whole_path = "/" in text
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -114,6 +124,16 @@ def compile_glob(pattern: str) -> tuple[re.Pattern[str], bool]:
         ) from None
 
 
+def _substring(glob: str) -> str | None:
+    """`text` for the globs `*text*` and `**/*text*` (the common name search), else None."""
+    body = glob.strip("/")
+    while body.startswith("**/"):
+        body = body[3:]
+    if len(body) > 2 and body[0] == "*" and body[-1] == "*" and not any(c in body[1:-1] for c in "*?[]/"):
+        return body[1:-1].lower()
+    return None
+
+
 @dataclass(frozen=True)
 class Limits:
     """How far one call may go."""
@@ -124,16 +144,6 @@ class Limits:
     max_search_matches: int = 200
     max_search_file_bytes: int = 4 * 1_048_576
     max_walk_entries: int = 500_000
-
-
-@dataclass(frozen=True)
-class DirEntryInfo:
-    """One entry of a directory listing."""
-
-    name: str
-    type: str
-    size: int | None
-    modified: str | None
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,16 @@ def _kind(mode: int) -> str:
     return "other"
 
 
+def _entry_kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    if entry.is_file(follow_symlinks=False):
+        return "file"
+    return "other"
+
+
 class Tree:
     """Read-only operations over a sandbox, each bounded by `limits`."""
 
@@ -213,30 +233,35 @@ class Tree:
     # -- directories -----------------------------------------------------------------------------
 
     def list_directory(
-        self, path: str | None, offset: int, limit: int
-    ) -> tuple[str, list[DirEntryInfo], int]:
-        """(directory path, one page of entries sorted by name, total entries)."""
+        self, path: str | None, offset: int, limit: int, *, details: bool = False
+    ) -> tuple[str, list[dict[str, Any]], int]:
+        """(directory path, one page of entries sorted by name, total entries).
+
+        Entries are plain dicts: name and type (from the directory itself, no stat per entry),
+        plus size and modified time with `details`. A listing of thousands is built without a
+        model object per entry.
+        """
         box = self.sandbox
         if (path is None or path in ("", "/")) and len(box.roots) > 1:
-            roots = [DirEntryInfo(r.path, "directory", None, None) for r in box.roots]
+            roots = [{"name": r.path, "type": "directory"} for r in box.roots]
             return "/", roots[offset : offset + limit], len(roots)
         with box.open(path, want="dir") as opened:
             entries = box.scan(opened)
-            page: list[DirEntryInfo] = []
+            page: list[dict[str, Any]] = []
             for entry in entries[offset : offset + limit]:
                 try:
+                    if not details:
+                        page.append({"name": entry.name, "type": _entry_kind(entry)})
+                        continue
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
                 kind = _kind(st.st_mode)
-                page.append(
-                    DirEntryInfo(
-                        entry.name,
-                        kind,
-                        st.st_size if kind == "file" else None,
-                        iso_time(st.st_mtime),
-                    )
-                )
+                item: dict[str, Any] = {"name": entry.name, "type": kind}
+                if kind == "file":
+                    item["size"] = st.st_size
+                item["modified"] = _iso_second(int(st.st_mtime))
+                page.append(item)
             return opened.path, page, len(entries)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -295,10 +320,16 @@ class Tree:
             return None
         return self.sandbox.open(path, want="dir")
 
-    def _files(self, path: str | None, budget: list[int]) -> Iterator[WalkEntry]:
+    def _files(
+        self,
+        path: str | None,
+        budget: list[int],
+        only: Callable[[str], bool] | None = None,
+        deadline: float | None = None,
+    ) -> Iterator[WalkEntry]:
         start = self._start(path)
         try:
-            yield from self.sandbox.walk(start, budget=budget)
+            yield from self.sandbox.walk(start, budget=budget, only=only, deadline=deadline)
         finally:
             if start is not None:
                 start.close()
@@ -314,20 +345,30 @@ class Tree:
         found: list[str] = []
         seen = 0
         checked = 0
-        for entry in self._files(path, budget):
+        literal = _substring(glob)
+        only: Callable[[str], bool] | None = None
+        if literal is not None:
+            only = lambda name: literal in name.lower()  # noqa: E731 -- the hot path of a name search
+        elif not whole_path:
+            only = lambda name: pattern.match(name) is not None  # noqa: E731
+        for entry in self._files(path, budget, only, deadline):
             checked += 1
-            if checked % 256 == 0 and time.monotonic() > deadline:
+            if checked & 15 == 0 and time.monotonic() > deadline:
                 return Found(found, more=True, stopped="time limit reached")
-            subject = "/".join(entry.parts[start_depth:]) if whole_path else entry.parts[-1]
-            if pattern.match(subject):
-                seen += 1
-                if seen <= offset:
-                    continue
-                if len(found) == limit:
-                    return Found(found, more=True, stopped=None)
-                found.append(entry.path)
-        stopped = "entry limit reached" if budget[0] < 0 else None
-        return Found(found, more=False, stopped=stopped)
+            if whole_path and not pattern.match("/".join(entry.parts[start_depth:])):
+                continue
+            seen += 1
+            if seen <= offset:
+                continue
+            if len(found) == limit:
+                return Found(found, more=True, stopped=None)
+            found.append(entry.path)
+        if budget[0] < 0:
+            timed_out = time.monotonic() > deadline
+            return Found(
+                found, more=timed_out, stopped="time limit reached" if timed_out else "entry limit reached"
+            )
+        return Found(found, more=False, stopped=None)
 
     def search_text(  # noqa: PLR0912 -- the bounds are the point
         self,
