@@ -19,7 +19,7 @@ from bulkhead.errors import BulkheadError, NotFoundError, ResourceNotFoundError
 from bulkhead_files.clientroots import ClientRoots
 from bulkhead_files.sandbox import Sandbox
 from bulkhead_files.settings import FilesSettings
-from bulkhead_files.tree import FileRange, Limits, Tree, guess_mime, iso_time
+from bulkhead_files.tree import INLINE_READ_BYTES, FileRange, Limits, Tree, guess_mime, iso_time
 
 __all__ = ["FILE_TEMPLATE", "FilesServer", "file_uri", "install_resources", "path_of"]
 
@@ -63,11 +63,14 @@ class FilesServer(BulkheadServer, _FileReads):
     """A `BulkheadServer` (audit, error references) whose file resources are read by `_FileReads`."""
 
 
-def _whole(tree: Tree, path: str, cap: int) -> FileRange:
+async def _whole(tree: Tree, path: str, cap: int) -> FileRange:
     with tree.sandbox.open(path) as opened:
         if opened.st.st_size > cap:
             raise _too_big(opened.path, opened.st.st_size, cap)
-        found = tree.read_opened(opened, 0, cap)
+        if opened.st.st_size <= INLINE_READ_BYTES:
+            found = tree.read_opened(opened, 0, cap)
+        else:
+            found = await anyio.to_thread.run_sync(tree.read_opened, opened, 0, cap)
     if found.next_offset is not None:
         raise _too_big(found.path, found.size, cap)
     return found
@@ -117,7 +120,7 @@ def install_resources(
         try:
             path = path_of(uri)
             tree = Tree(await roots.sandbox_for(context), read_limits)
-            found = await anyio.to_thread.run_sync(_whole, tree, path, settings.max_resource_bytes)
+            found = await _whole(tree, path, settings.max_resource_bytes)
         except NotFoundError as exc:
             raise ResourceNotFoundError(str(exc)) from None
         except BulkheadError as exc:

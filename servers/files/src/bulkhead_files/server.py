@@ -171,7 +171,7 @@ def build_server(
         offset=next_offset. Ranges of text end on a character boundary.
         """
         tree = await tree_for(ctx)
-        found = await anyio.to_thread.run_sync(tree.read, path, offset, length)
+        found = await tree.read_async(path, offset, length)
         return _read_result(found)
 
     @server.tool(annotations=READ_ONLY)
