@@ -56,6 +56,11 @@ class ClientRoots:
         if dropped is not None:
             dropped.close()
 
+    def _drop(self, key: int, narrowed: Sandbox) -> None:
+        if self._narrowed.get(key) is narrowed:
+            del self._narrowed[key]
+            narrowed.close()
+
     async def sandbox_for(self, ctx: Context[Any, Any] | ServerRequestContext[Any, Any] | None) -> Sandbox:
         """The sandbox for the connection behind `ctx`."""
         request = _request_context(ctx)
@@ -87,6 +92,11 @@ class ClientRoots:
                 paths.append(unquote(parts.path))
         narrowed = await anyio.to_thread.run_sync(self.sandbox.narrowed, paths)
         self._narrowed[key] = narrowed
+        connection = getattr(session, "_connection", None)
+        exit_stack = getattr(connection, "exit_stack", None)
+        if exit_stack is not None:
+            # Forgotten with its connection, so a later connection at the same address starts afresh.
+            exit_stack.callback(self._drop, key, narrowed)
         if len(self._narrowed) > _CACHED_CONNECTIONS:
             _, oldest = self._narrowed.popitem(last=False)
             oldest.close()
