@@ -56,17 +56,29 @@ async def test_list_directory_shows_entries_without_hidden_or_secret_ones(
         docs = data(await client.call_tool("list_directory", {"path": "docs", "details": True}))
         same = data(await client.call_tool("list_directory", {"path": str(root / "docs"), "details": True}))
     assert top["path"] == str(root)
-    assert [e["name"] for e in top["entries"]] == ["data.csv", "docs", "logo.png", "src"]
-    kinds = {e["name"]: e["type"] for e in top["entries"]}
-    assert kinds == {"data.csv": "file", "docs": "directory", "logo.png": "file", "src": "directory"}
-    assert "size" not in top["entries"][0]
+    assert top["entries"] == ["data.csv", "docs/", "logo.png", "src/"]
+    assert "details" not in top
     assert top["total"] == 4
     assert top["next_cursor"] is None
     assert docs == same
-    guide = docs["entries"][0]
+    assert docs["entries"] == ["guide.md", "notes.txt"]
+    guide = docs["details"][0]
     assert guide["name"] == "guide.md"
+    assert guide["type"] == "file"
     assert guide["size"] == (root / "docs" / "guide.md").stat().st_size
     assert guide["modified"].endswith("Z")
+
+
+async def test_list_directory_marks_links_and_special_files(server: BulkheadServer, root: Path) -> None:
+    import os  # noqa: PLC0415
+
+    (root / "link.md").symlink_to("docs/guide.md")
+    os.mkfifo(root / "pipe")
+    async with connect(server) as client:
+        result = await client.call_tool("list_directory", {})
+    listing = data(result)
+    assert listing["entries"] == ["data.csv", "docs/", "link.md@", "logo.png", "pipe|", "src/"]
+    assert text_of(result).splitlines()[1:] == listing["entries"]
 
 
 async def test_list_directory_pages_a_big_directory_with_tamper_evident_cursors(
@@ -83,7 +95,7 @@ async def test_list_directory_pages_a_big_directory_with_tamper_evident_cursors(
         pages = 0
         while True:
             page = data(await client.call_tool("list_directory", {"path": "big", "cursor": cursor}))
-            names += [e["name"] for e in page["entries"]]
+            names += page["entries"]
             pages += 1
             cursor = page["next_cursor"]
             if cursor is None:
@@ -317,7 +329,7 @@ async def test_client_roots_narrow_what_the_tools_see(server: BulkheadServer, ro
         listing = data(await client.call_tool("list_directory", {}))
         outside_docs = await client.call_tool("read_file", {"path": str(root / "data.csv")})
     assert listing["path"] == "/"
-    assert [e["name"] for e in listing["entries"]] == [str(root / "docs"), str(root)]
+    assert listing["entries"] == [f"{root}/docs/", f"{root}/"]
     assert not outside_docs.is_error  # the client's second root contains ours: ours is kept, never widened
 
 

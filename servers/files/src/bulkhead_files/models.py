@@ -22,7 +22,12 @@ class DirectoryListing(BaseModel):
     """One page of a directory's entries, sorted by name."""
 
     path: str = Field(description="The directory's absolute path")
-    entries: list[Entry]
+    entries: list[str] = Field(
+        description="Names, sorted; directories end with /, symbolic links with @, other special files with |"
+    )
+    details: list[Entry] | None = Field(
+        default=None, description="With details=true: each entry's type, size and modified time"
+    )
     total: int = Field(description="How many entries the directory has (hidden and denied ones not counted)")
     next_cursor: str | None = Field(default=None, description="Pass back as cursor for the next page")
 

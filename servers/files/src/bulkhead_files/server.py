@@ -130,30 +130,37 @@ def build_server(
         cursor: Cursor = None,
         details: Annotated[bool, Field(description="Also give each entry's size and modified time")] = False,
     ) -> Annotated[CallToolResult, DirectoryListing]:
-        """List one directory's entries (name and type; size and modified time with details=true).
+        """List one directory, a page at a time: names sorted, directories marked with a trailing /.
 
-        Sorted by name, a page at a time: pass `next_cursor` back as `cursor` for the next page.
-        Omit `path` for the root (or the list of roots when there are several). Hidden and
-        secret-looking entries are left out. Use find_files instead to look for a name anywhere below.
+        Symbolic links end with @, other special files with |. With details=true each entry also
+        comes with its type, size and modified time. Pass `next_cursor` back as `cursor` for the
+        next page. Omit `path` for the root (or the list of roots when there are several). Hidden
+        and secret-looking entries are left out. Use find_files to look for a name anywhere below.
         """
         tree = await tree_for(ctx)
         scope = {"tool": "list_directory", "path": path, "details": details}
         offset = server.cursors.decode(cursor, scope)
-        shown, page, total = await anyio.to_thread.run_sync(
+        shown, names, extra, total = await anyio.to_thread.run_sync(
             functools.partial(tree.list_directory, path, offset, settings.page_size, details=details)
         )
         end = offset + settings.page_size
-        listing = {
+        next_cursor = server.cursors.encode(end, scope) if end < total else None
+        # Plain data: a thousand pydantic entries would cost more than the listing itself. The text
+        # copy is the listing as a person would read it, not the JSON again.
+        listing: dict[str, Any] = {
             "path": shown,
-            "entries": page,
+            "entries": names,
             "total": total,
-            "next_cursor": server.cursors.encode(end, scope) if end < total else None,
+            "next_cursor": next_cursor,
         }
-        # Built as plain data: a thousand pydantic entries cost more than the listing itself.
-        return CallToolResult(
-            content=[TextContent(type="text", text=json.dumps(listing, separators=(",", ":")))],
-            structured_content=listing,
-        )
+        if extra is not None:
+            listing["details"] = extra
+            text = json.dumps(listing, separators=(",", ":"))
+        else:
+            text = "\n".join([f"{shown} ({total} entries)", *names])
+            if next_cursor is not None:
+                text += f"\n[more: call list_directory again with cursor={next_cursor}]"
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=listing)
 
     @server.tool(annotations=READ_ONLY)
     async def read_file(

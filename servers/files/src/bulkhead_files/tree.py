@@ -218,6 +218,9 @@ def _kind(mode: int) -> str:
     return "other"
 
 
+_MARK = {"file": "", "directory": "/", "symlink": "@", "other": "|"}
+
+
 def _entry_kind(entry: os.DirEntry[str]) -> str:
     if entry.is_symlink():
         return "symlink"
@@ -239,35 +242,37 @@ class Tree:
 
     def list_directory(
         self, path: str | None, offset: int, limit: int, *, details: bool = False
-    ) -> tuple[str, list[dict[str, Any]], int]:
-        """(directory path, one page of entries sorted by name, total entries).
+    ) -> tuple[str, list[str], list[dict[str, Any]] | None, int]:
+        """(directory path, a page of names, their details if asked, total entries).
 
-        Entries are plain dicts: name and type (from the directory itself, no stat per entry),
-        plus size and modified time with `details`. A listing of thousands is built without a
-        model object per entry.
+        Names are sorted and marked like `ls -F` (`dir/`, `link@`, `fifo|`), from the directory
+        itself: no stat per entry unless `details` (type, size, modified time as plain dicts).
         """
         box = self.sandbox
         if (path is None or path in ("", "/")) and len(box.roots) > 1:
-            roots = [{"name": r.path, "type": "directory"} for r in box.roots]
-            return "/", roots[offset : offset + limit], len(roots)
+            names = [r.path + "/" for r in box.roots][offset : offset + limit]
+            extra = [{"name": r.path, "type": "directory"} for r in box.roots][offset : offset + limit]
+            return "/", names, extra if details else None, len(box.roots)
         with box.open(path, want="dir") as opened:
             entries = box.scan(opened)
-            page: list[dict[str, Any]] = []
+            names: list[str] = []
+            found: list[dict[str, Any]] = []
             for entry in entries[offset : offset + limit]:
                 try:
                     if not details:
-                        page.append({"name": entry.name, "type": _entry_kind(entry)})
+                        names.append(entry.name + _MARK[_entry_kind(entry)])
                         continue
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
                 kind = _kind(st.st_mode)
+                names.append(entry.name + _MARK[kind])
                 item: dict[str, Any] = {"name": entry.name, "type": kind}
                 if kind == "file":
                     item["size"] = st.st_size
                 item["modified"] = _iso_second(int(st.st_mtime))
-                page.append(item)
-            return opened.path, page, len(entries)
+                found.append(item)
+            return opened.path, names, found if details else None, len(entries)
 
     # -- reading ---------------------------------------------------------------------------------
 
