@@ -221,3 +221,37 @@ async def test_server_passes_every_applicable_conformance_scenario(
                 tg.start_soon(run, scenario)
         server_log = "\n".join(server.stderr_lines[-30:])
     assert not failures, "\n".join(sorted(failures)) + f"\n=== server stderr (last lines)\n{server_log}"
+
+
+FILES_SCENARIOS = (
+    *(s for s in APPLICABLE_SCENARIOS if s != "resources-list"),
+    "resources-list",  # the sample project's files, each with uri and name
+    # bulkhead-files serves resources/subscribe and resources/unsubscribe (any URI is accepted;
+    # only files under the roots ever produce updates).
+    "resources-subscribe",
+    "resources-unsubscribe",
+    # resources-read-text, resources-read-binary and resources-templates-read read fixed test://
+    # URIs of the everything server; a file server serves file:// only (our own tests cover reads).
+)
+
+
+async def test_bulkhead_files_passes_its_applicable_conformance_scenarios(conformance: list[str]) -> None:
+    failures: list[str] = []
+    limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
+    async with http_server("bulkhead_files", startup_timeout=90) as server:
+
+        async def run(scenario: str) -> None:
+            command = [*conformance, "server", "--url", server.mcp_url, "--scenario", scenario]
+            async with limiter:
+                with anyio.fail_after(SCENARIO_TIMEOUT):
+                    done = await anyio.run_process(command, check=False)
+            output = _plain(done.stdout) + _plain(done.stderr)
+            tally = _TALLY.search(output)
+            if done.returncode != 0 or tally is None or tally[1] != tally[2] or tally[2] == "0":
+                failures.append(f"=== {scenario}: exit {done.returncode}\n{output}")
+
+        async with anyio.create_task_group() as tg:
+            for scenario in FILES_SCENARIOS:
+                tg.start_soon(run, scenario)
+        server_log = "\n".join(server.stderr_lines[-30:])
+    assert not failures, "\n".join(sorted(failures)) + f"\n=== server stderr (last lines)\n{server_log}"
