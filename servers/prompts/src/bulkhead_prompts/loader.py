@@ -42,7 +42,7 @@ __all__ = ["load_prompt", "parse_prompt"]
 
 FENCE = "---"
 _MARKER = re.compile(r"^\s*<!--\s*(?P<kind>role|embed|image)\s*:(?P<value>.*?)-->\s*$")
-_MARKER_START = re.compile(r"^\s*<!--\s*(role|embed|image)\s*:")
+_MARKER_ANYWHERE = re.compile(r"<!--\s*(role|embed|image)\s*:")
 _ROLES: tuple[Role, ...] = ("user", "assistant")
 _RESERVED = frozenset({"true", "false", "none", "True", "False", "None", "loop", "self", "varargs", "kwargs"})
 _PROMPT_KEYS = "name, title, description, arguments, tags, version"
@@ -252,7 +252,7 @@ class _BodyParser:
     def feed(self, line_number: int, line: str) -> None:
         marker = _marker(line)
         if marker is None:
-            if _MARKER_START.match(line):
+            if _MARKER_ANYWHERE.search(line):
                 self.problems.append(
                     Problem(self.path, line_number, "a marker must be a whole line: <!-- role: user -->")
                 )
@@ -309,7 +309,7 @@ def parse_prompt(
                 )
             )
     if not body.messages:
-        problems.append(Problem(path, closing + 1, "the prompt has no message text after its front matter"))
+        problems.append(Problem(path, closing + 2, "the prompt has no message text after its front matter"))
     if problems:
         return None, problems
     name = front.name or Path(path).stem
