@@ -3,6 +3,10 @@
 Native file events (inotify, FSEvents) by default; polling (`watch_polling`) for file systems
 that do not deliver them (network mounts, some container volumes). Changes are debounced: a burst
 of writes (a `git pull`) becomes one reload and one notification.
+
+Polling is ours, not watchfiles': its poll watcher compares modification times in whole seconds,
+so a second edit within the same second as the first went unseen. Ours compares
+(mtime_ns, ctime_ns, size, inode) of every prompt file at each poll.
 """
 
 import logging
@@ -14,7 +18,7 @@ import anyio
 import anyio.to_thread
 from watchfiles._rust_notify import RustNotify  # the public awatch cannot say when it is watching
 
-from bulkhead_prompts.files import is_prompt_file
+from bulkhead_prompts.files import is_prompt_file, scan
 from bulkhead_prompts.library import Library
 from bulkhead_prompts.models import Problem
 
@@ -48,7 +52,14 @@ class LibraryWatcher:
         self.ready = anyio.Event()
         """Set once file events are being received: a change made after this is never missed."""
         self.reloads = 0
+        """Batches of changes applied so far (the first load after the watch started counts)."""
+        self._reloaded = anyio.Event()
         self._stop = anyio.Event()
+
+    async def wait_for_reloads(self, count: int) -> None:
+        """Return once `count` batches have been applied. Bound it with a timeout."""
+        while self.reloads < count:
+            await self._reloaded.wait()
 
     def stop(self) -> None:
         """Ask `run` to return (within `step_ms`)."""
@@ -56,6 +67,9 @@ class LibraryWatcher:
 
     async def run(self) -> None:
         """Watch until `stop()`: reload on every batch of changes, notify when the served set changed."""
+        if self.polling:
+            await self._run_polling()
+            return
         root = self.library.root
         with RustNotify([str(root)], False, self.polling, self.poll_delay_ms, True, True) as notify:
             # Anything that changed between the first load and the watch starting is caught here.
@@ -71,6 +85,25 @@ class LibraryWatcher:
                 if isinstance(raw, set):
                     await self._apply({path for _change, path in raw})
 
+    async def _run_polling(self) -> None:
+        root = self.library.root
+        snapshot = await anyio.to_thread.run_sync(_snapshot, root)
+        await self._apply(None)
+        self.ready.set()
+        logger.info("watching the library for changes (polling every %d ms)", self.poll_delay_ms)
+        while True:
+            with anyio.move_on_after(self.poll_delay_ms / 1000):
+                await self._stop.wait()
+            if self._stop.is_set():
+                return
+            current = await anyio.to_thread.run_sync(_snapshot, root)
+            changed = {
+                path for path in current.keys() | snapshot.keys() if current.get(path) != snapshot.get(path)
+            }
+            snapshot = current
+            if changed:
+                await self._apply({str(root / path) for path in changed})
+
     def _relative(self, path: str) -> str | None:
         try:
             return Path(path).relative_to(self.library.root).as_posix()
@@ -81,14 +114,16 @@ class LibraryWatcher:
         before = set(self.library.problems)
         try:
             changed = self._reload(paths)
+            _report(before, self.library.problems)
+            if changed:
+                logger.info("library changed: %d prompts served", len(self.library))
+                await self.on_change()
         except Exception:  # the watcher must outlive any one bad reload
             logger.exception("reloading the library failed; serving what was loaded before")
-            return
-        self.reloads += 1
-        _report(before, self.library.problems)
-        if changed:
-            logger.info("library changed: %d prompts served", len(self.library))
-            await self.on_change()
+        finally:
+            self.reloads += 1
+            self._reloaded.set()
+            self._reloaded = anyio.Event()
 
     def _reload(self, paths: set[str] | None) -> bool:
         if paths is None:
@@ -104,6 +139,17 @@ class LibraryWatcher:
         ):
             return self.library.load_all()
         return self.library.reload(rel for rel in relative if is_prompt_file(rel))
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int, int]]:
+    found: dict[str, tuple[int, int, int, int]] = {}
+    for relative in scan(root):
+        try:
+            info = os.lstat(root / relative)
+        except OSError:
+            continue
+        found[relative] = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
+    return found
 
 
 def _is_directory(path: Path) -> bool:
