@@ -1,6 +1,6 @@
 """Hot reload: real file changes reach clients of both eras as prompts/list_changed."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class Inbox:
 @asynccontextmanager
 async def watched(
     make_server: ServerFactory, root: Path, polling: bool = False
-) -> AsyncIterator[tuple[PromptsServer, LibraryWatcher]]:
+) -> AsyncGenerator[tuple[PromptsServer, LibraryWatcher]]:
     from bulkhead_prompts.runtime import running  # noqa: PLC0415
 
     notifier = ChangeNotifier()
