@@ -30,13 +30,17 @@ def watcher_for(settings: PromptsSettings, library: Library, notifier: ChangeNot
 async def running(
     settings: PromptsSettings, library: Library, notifier: ChangeNotifier
 ) -> AsyncGenerator[LibraryWatcher | None]:
-    """Watch the library (when `settings.watching`) for as long as the block runs."""
+    """Watch the library (when `settings.watching`) for as long as the block runs.
+
+    The block starts only once the watcher is ready, so no change made after a client connected
+    can be missed.
+    """
     if not settings.watching:
         yield None
         return
     watcher = watcher_for(settings, library, notifier)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(watcher.run)
+        await tg.start(watcher.run)
         try:
             yield watcher
         finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+from anyio.abc import TaskStatus
 from watchfiles._rust_notify import RustNotify  # the public awatch cannot say when it is watching
 
 from bulkhead_prompts.files import is_prompt_file, scan
@@ -65,19 +66,21 @@ class LibraryWatcher:
         """Ask `run` to return (within `step_ms`)."""
         self._stop.set()
 
-    async def run(self) -> None:
-        """Watch until `stop()`: reload on every batch of changes, notify when the served set changed."""
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Watch until `stop()`: reload on every batch of changes, notify when the served set changed.
+
+        Reports started (for `TaskGroup.start`) once changes can no longer be missed.
+        """
         if self.polling:
-            await self._run_polling()
+            await self._run_polling(task_status)
             return
         root = self.library.root
-        with RustNotify([str(root)], False, self.polling, self.poll_delay_ms, True, True) as notify:
+        with RustNotify([str(root)], False, False, self.poll_delay_ms, True, True) as notify:
             # Anything that changed between the first load and the watch starting is caught here.
             await self._apply(None)
             self.ready.set()
-            logger.info(
-                "watching the library for changes (%s)", "polling" if self.polling else "native events"
-            )
+            task_status.started()
+            logger.info("watching the library for changes (native events)")
             while not self._stop.is_set():
                 raw = await anyio.to_thread.run_sync(
                     notify.watch, self.debounce_ms, self.step_ms, WAKE_MS, self._stop
@@ -85,11 +88,12 @@ class LibraryWatcher:
                 if isinstance(raw, set):
                     await self._apply({path for _change, path in raw})
 
-    async def _run_polling(self) -> None:
+    async def _run_polling(self, task_status: TaskStatus[None]) -> None:
         root = self.library.root
         snapshot = await anyio.to_thread.run_sync(_snapshot, root)
         await self._apply(None)
         self.ready.set()
+        task_status.started()
         logger.info("watching the library for changes (polling every %d ms)", self.poll_delay_ms)
         while True:
             with anyio.move_on_after(self.poll_delay_ms / 1000):
