@@ -34,6 +34,9 @@ async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() 
     async with Client(url, mode="legacy") as client:
         result = await client.call_tool("get_user", {"user": "u00001"})
     assert not result.is_error
+    async with Client(config["mcpServers"]["bulkhead-prompts"]["url"], mode="legacy") as client:
+        prompt = await client.get_prompt("summarize_ticket", {"ticket": "Checkout returns 500."})
+    assert "Checkout returns 500." in getattr(prompt.messages[0].content, "text", "")
     process.send_signal(signal.SIGINT)
     with anyio.fail_after(15):
         assert await process.wait() == 0
