@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from jinja2 import TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bulkhead_prompts.files import LibraryPathError, read_confined, resolve_confined
@@ -140,28 +140,40 @@ def _line_of(lines: dict[tuple[str | int, ...], int], location: Iterable[str | i
     return default
 
 
-def _front_matter(path: str, text: str, first_line: int, problems: list[Problem]) -> _FrontMatter | None:
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+
+
+def _front_matter(
+    path: str, text: str, first_line: int, problems: list[Problem]
+) -> tuple[_FrontMatter | None, dict[tuple[str | int, ...], int]]:
+    """The validated front matter (or None, with `problems` added) and the file line of each key."""
     offset = first_line  # YAML line 0 is file line `first_line` (1-based)
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        if not isinstance(node, yaml.MappingNode):
+            problems.append(Problem(path, first_line, "front matter must be a mapping of keys to values"))
+            return None, {}
+        lines, aliased = _node_lines(node, offset)
+        if aliased:
+            problems.append(Problem(path, first_line, "front matter must not use YAML anchors or aliases"))
+            return None, lines
+        data = loader.construct_document(node)  # pyright: ignore[reportUnknownMemberType] -- untyped in the stubs
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and exc.context_mark is not None and mark.line >= text.count("\n"):
+            # Found only at the end (an unclosed bracket or quote): where it opened is more useful.
+            mark = exc.context_mark
         line = mark.line + offset if mark is not None else first_line
         problems.append(Problem(path, line, f"front matter is not valid YAML: {exc.problem or exc}"))
-        return None
+        return None, {}
     except yaml.YAMLError as exc:
         problems.append(Problem(path, first_line, f"front matter is not valid YAML: {exc}"))
-        return None
-    if not isinstance(node, yaml.MappingNode):
-        problems.append(Problem(path, first_line, "front matter must be a mapping of keys to values"))
-        return None
-    lines, aliased = _node_lines(node, offset)
-    if aliased:
-        problems.append(Problem(path, first_line, "front matter must not use YAML anchors or aliases"))
-        return None
-    data = yaml.safe_load(text)
+        return None, {}
+    finally:
+        loader.dispose()
     try:
-        return _FrontMatter.model_validate(data)
+        return _FrontMatter.model_validate(data), lines
     except ValidationError as exc:
         for error in exc.errors():
             location = list(error["loc"])
@@ -173,7 +185,36 @@ def _front_matter(path: str, text: str, first_line: int, problems: list[Problem]
             elif error["type"] == "missing":
                 message = "is required"
             problems.append(Problem(path, _line_of(lines, location, first_line), f"{where}: {message}"))
-        return None
+        return None, lines
+
+
+_FORBIDDEN = (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)
+
+
+def _walk(tree: nodes.Template) -> tuple[dict[str, int], list[int]]:
+    """Names a template reads but never sets (with the line first read on), and lines that include.
+
+    One walk of the parsed tree: `jinja2.meta.find_undeclared_variables` runs a code generator
+    over it, which cost more than parsing itself.
+    """
+    stored: set[str] = set()
+    loads: list[nodes.Name] = []
+    includes: list[int] = []
+    for node in tree.find_all((nodes.Name, nodes.Macro, *_FORBIDDEN)):
+        if isinstance(node, nodes.Name):
+            if node.ctx == "load":
+                loads.append(node)
+            else:
+                stored.add(node.name)
+        elif isinstance(node, nodes.Macro):
+            stored.add(node.name)
+        else:
+            includes.append(node.lineno)
+    read: dict[str, int] = {}
+    for node in loads:
+        if node.name not in stored and node.name not in ENVIRONMENT.globals:
+            read.setdefault(node.name, node.lineno)
+    return read, includes
 
 
 def _marker(line: str) -> tuple[str, str] | None:
@@ -208,22 +249,19 @@ class _BodyParser:
                 Problem(self.path, self.text_line + (exc.lineno or 1) - 1, f"template syntax: {exc.message}")
             )
             return
-        for kind in (nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport):
-            for found in tree.find_all(kind):
-                self.problems.append(
-                    Problem(
-                        self.path,
-                        self.text_line + found.lineno - 1,
-                        "templates cannot include, extend or import other templates; "
-                        "embed a library file with <!-- embed: path --> instead",
-                    )
+        read, includes = _walk(tree)
+        for line in includes:
+            self.problems.append(
+                Problem(
+                    self.path,
+                    self.text_line + line - 1,
+                    "templates cannot include, extend or import other templates; "
+                    "embed a library file with <!-- embed: path --> instead",
                 )
-        for name in meta.find_undeclared_variables(tree):
-            line = next(
-                (n.lineno for n in tree.find_all(nodes.Name) if n.name == name and n.ctx == "load"), 1
             )
+        for name, line in read.items():
             self.used.setdefault(name, self.text_line + line - 1)
-        self.parts.append(Segment(template=ENVIRONMENT.from_string(tree), line=self.text_line))
+        self.parts.append(Segment(source=source, line=self.text_line))
 
     def flush_message(self) -> None:
         self.flush_text()
@@ -286,7 +324,7 @@ def parse_prompt(
     closing = next((index for index in range(1, len(lines)) if lines[index].rstrip() == FENCE), None)
     if closing is None:
         return None, [Problem(path, 1, "the front matter is never closed by a '---' line")]
-    front = _front_matter(path, "\n".join(lines[1:closing]), 2, problems)
+    front, key_lines = _front_matter(path, "\n".join(lines[1:closing]), 2, problems)
     body = _BodyParser(root, path, max_bytes, problems)
     for index in range(closing + 1, len(lines)):
         body.feed(index + 1, lines[index])
@@ -304,7 +342,7 @@ def parse_prompt(
             problems.append(
                 Problem(
                     path,
-                    _argument_line(source, index, closing),
+                    _line_of(key_lines, ("arguments", index), 2),
                     f"argument {argument.name!r} is declared but the template never uses it",
                 )
             )
@@ -334,13 +372,6 @@ def parse_prompt(
         messages=tuple(body.messages),
     )
     return spec, []
-
-
-def _argument_line(source: str, index: int, closing: int) -> int:
-    """The file line of the `index`th argument in the front matter (for a declared-but-unused one)."""
-    node = yaml.compose("\n".join(source.split("\n")[1:closing]), Loader=yaml.SafeLoader)
-    lines, _ = _node_lines(node, 2) if node is not None else ({}, False)
-    return _line_of(lines, ("arguments", index), 2)
 
 
 def load_prompt(root: Path, path: str, *, max_bytes: int) -> tuple[PromptSpec | None, list[Problem]]:

@@ -59,11 +59,13 @@ class ArgumentSpec:
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of template text inside one message of a prompt body."""
+    """A run of template text inside one message of a prompt body (parsed, compiled on first use)."""
 
-    template: Template
+    source: str
     line: int
     """The file line the text starts on."""
+    compiled: list[Template] = field(default_factory=list[Template], compare=False, repr=False)
+    """The compiled template once it has been rendered: compiling is most of loading's cost."""
 
 
 @dataclass(frozen=True)

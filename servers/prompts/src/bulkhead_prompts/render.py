@@ -121,7 +121,9 @@ def render(
             if isinstance(part, Embed):
                 messages.append(_embed(root, part, message.role, max_bytes))
                 continue
-            text = part.template.render(context).strip()
+            if not part.compiled:
+                part.compiled.append(ENVIRONMENT.from_string(part.source))
+            text = part.compiled[0].render(context).strip()
             if text:
                 messages.append(RenderedMessage(role=message.role, text=text))
     return messages
