@@ -38,6 +38,9 @@ async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() 
         readme = next(r for r in (await client.list_resources()).resources if r.name == "README.md")
         contents = (await client.read_resource(readme.uri)).contents
     assert "sample project" in getattr(contents[0], "text", "")
+    async with Client(config["mcpServers"]["bulkhead-prompts"]["url"], mode="legacy") as client:
+        prompt = await client.get_prompt("summarize_ticket", {"ticket": "Checkout returns 500."})
+    assert "Checkout returns 500." in getattr(prompt.messages[0].content, "text", "")
     process.send_signal(signal.SIGINT)
     with anyio.fail_after(15):
         assert await process.wait() == 0

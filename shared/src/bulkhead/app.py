@@ -22,6 +22,7 @@ from mcp.server.mcpserver.exceptions import (
 )
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolResult,
     GetPromptResult,
@@ -192,18 +193,36 @@ class BulkheadServer(MCPServer[Any]):
                 reason=reason,
             )
 
+    async def render_prompt(
+        self, name: str, arguments: dict[str, Any] | None, context: Context[Any, Any] | None
+    ) -> GetPromptResult | InputRequiredResult:
+        """Produce a prompt's messages: the SDK's registered prompts by default; a server may override.
+
+        Raise `MCPError` (or `ValueError`) for a request the caller must fix; anything else is a bug
+        and reaches the caller only as a reference id.
+        """
+        return await super().get_prompt(name, arguments, context)
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
-        """Render a prompt, writing one audit record."""
+        """Render a prompt, writing one audit record; unexpected failures carry only a reference id."""
         started = time.perf_counter()
         outcome: Outcome = "ok"
         reason: str | None = None
         try:
-            return await super().get_prompt(name, arguments, context)
-        except Exception as exc:
+            return await self.render_prompt(name, arguments, context)
+        except MCPError as exc:
+            outcome, reason = "rejected", exc.error.message
+            raise
+        except ValueError as exc:
             outcome, reason = "rejected", str(exc)
             raise
+        except Exception as exc:
+            reference = new_reference()
+            logger.error("prompt %s failed unexpectedly (reference %s)", name, reference, exc_info=exc)
+            outcome, reason = "error", f"reference {reference}"
+            raise MCPError(code=INTERNAL_ERROR, message=internal_error_message(reference)) from None
         finally:
             principal, request_id = _principal(context)
             self.audit.record(
