@@ -10,7 +10,8 @@ The suite's server scenarios are written against the "everything" reference serv
 its fixture tools, resources and prompts by name (`test_simple_text`, `test://static-text`, ...).
 The scenarios that check protocol behaviour every server owes (`GENERIC_SCENARIOS`) run against
 every server; a server that can serve a scenario's fixtures runs those scenarios too (`SERVERS`:
-bulkhead-prompts serves the prompt fixtures from tests/conformance/library). Every other scenario
+bulkhead-prompts serves the prompt fixtures from tests/conformance/library, bulkhead-files the
+resource subscriptions). Every other scenario
 of the pinned version is listed, with the reason, in `EXCLUDED_SCENARIOS`.
 """
 
@@ -60,10 +61,18 @@ PROMPT_SCENARIOS = (
     "prompts-get-with-image",
 )
 
+RESOURCE_SUBSCRIPTION_SCENARIOS = (
+    # bulkhead-files serves resources/subscribe and resources/unsubscribe (any URI is accepted;
+    # only files under the roots ever produce updates).
+    "resources-subscribe",
+    "resources-unsubscribe",
+)
+
 SERVERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # module: (scenarios, extra command-line arguments)
     "bulkhead_users": (GENERIC_SCENARIOS, ()),
     "bulkhead_postgres": (GENERIC_SCENARIOS, ()),
+    "bulkhead_files": (GENERIC_SCENARIOS + RESOURCE_SUBSCRIPTION_SCENARIOS, ()),
     "bulkhead_prompts": (
         GENERIC_SCENARIOS + PROMPT_SCENARIOS,
         ("--library", str(CONFORMANCE_DIR / "library")),
@@ -105,15 +114,11 @@ EXCLUDED_SCENARIOS = (
     # 2026-07-28), so logging/setLevel rightly answers -32601.
     "logging-set-level",
     # Fixed fixture resources (test://static-text, test://static-binary) and the fixture
-    # template test://template/{id}/data, which no server of ours serves. Our template
-    # users://{user_id} is covered by our own tests.
+    # template test://template/{id}/data, which no server of ours serves (bulkhead-files serves
+    # file:// only). Our own templates and reads are covered by our own tests.
     "resources-read-text",
     "resources-read-binary",
     "resources-templates-read",
-    # We advertise `subscribe: false`: resources/subscribe and resources/unsubscribe are not
-    # served.
-    "resources-subscribe",
-    "resources-unsubscribe",
 )
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
