@@ -242,20 +242,27 @@ class ChangeNotifier:
         await self._send(ResourceUpdated(uri), uri)
 
     async def _send(self, event: ServerEvent, uri: str | None) -> None:
-        for key, peer in list(self._peers.items()):
-            if uri is not None and uri not in peer.uris:
-                continue
-            connection = peer.connection
-            delivered = False
-            with anyio.move_on_after(self._send_timeout):
-                try:
-                    await _deliver(connection, event)
-                    delivered = True
-                except Exception:  # one broken peer must not stop the others
-                    logger.warning("dropping a connection that failed to take a notification", exc_info=True)
-            if not delivered:
-                self._forget(key, connection)
+        targets = [
+            (key, peer.connection)
+            for key, peer in list(self._peers.items())
+            if uri is None or uri in peer.uris
+        ]
+        # Concurrently: a peer that stopped reading holds up only itself, for at most send_timeout.
+        async with anyio.create_task_group() as tg:
+            for key, connection in targets:
+                tg.start_soon(self._send_one, key, connection, event)
         await self._bus.publish(event)
+
+    async def _send_one(self, key: int, connection: Connection, event: ServerEvent) -> None:
+        delivered = False
+        with anyio.move_on_after(self._send_timeout):
+            try:
+                await _deliver(connection, event)
+                delivered = True
+            except Exception:  # one broken peer must not stop the others
+                logger.warning("dropping a connection that failed to take a notification", exc_info=True)
+        if not delivered:
+            self._forget(key, connection)
 
 
 async def _deliver(connection: Connection, event: ServerEvent) -> None:

@@ -79,7 +79,8 @@ class Library:
                 )
             )
             found = found[: self.max_prompts]
-        gone = [path for path in self._files if path not in set(found)]
+        present = set(found)
+        gone = [path for path in self._files if path not in present]
         return self.reload([*found, *gone])
 
     def reload(self, paths: Iterable[str]) -> bool:
