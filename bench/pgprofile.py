@@ -243,7 +243,7 @@ def print_single(result: dict[str, Any]) -> None:
 
 def print_ab(sides: dict[str, list[dict[str, Any]]]) -> None:
     names = list(sides)
-    print("median over rounds; A =", sides[names[0]][0]["checkout"], "B =", sides[names[1]][0]["checkout"])
+    print("median over rounds; A =", names[0], "(this checkout), B =", names[1])
     print(f"{'':<32} {'A':>9} {'B':>9} {'B/A':>6}")
 
     def row(label: str, pick: Callable[[dict[str, Any]], float | None]) -> None:

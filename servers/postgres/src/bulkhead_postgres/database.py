@@ -46,6 +46,9 @@ CLEANUP_SECONDS = 5
 """How long stopping a cancelled command and the rollback after a call may take before the
 connection is thrown away."""
 
+_ALL_BUSY = "Every database connection is busy; try again in a moment."
+_LOST = "The database connection was lost (the server may be restarting); try the call again."
+
 _END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
 """Ends every call in one round trip: the transaction, and anything a session could have kept."""
 
@@ -228,6 +231,8 @@ class Database:
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._lock = anyio.Lock()
+        # Calls whose answer is out while their ROLLBACK and release still run (see `run`).
+        self._ending: set[asyncio.Task[None]] = set()
         # Set when the role was found able to write and the operator allowed it anyway.
         self.privileged = False
 
@@ -266,33 +271,56 @@ class Database:
         return self._pool
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (after the calls that are still ending have ended)."""
+        if self._ending:
+            await asyncio.gather(*self._ending, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
+    async def _begin(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        # Our own fixed text with integers from validated settings (never user SQL), so one
+        # simple-protocol round trip opens the transaction and sets its limits.
+        limits = self.limits
+        idle_ms = int(limits.idle_in_transaction_timeout_ms)
+        await connection.execute(
+            "BEGIN READ ONLY; "
+            f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
+            f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+        )
+
     @asynccontextmanager
     async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
-        limits = self.limits
         try:
-            # Our own fixed text with integers from validated settings (never user SQL), so one
-            # simple-protocol round trip opens the transaction and sets its limits. Inside the try:
-            # a call cancelled during BEGIN is cleaned up like any other.
-            idle_ms = int(limits.idle_in_transaction_timeout_ms)
-            await connection.execute(
-                "BEGIN READ ONLY; "
-                f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
-                f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
-                f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
-            )
+            # Inside the try: a call cancelled during BEGIN is cleaned up like any other.
+            await self._begin(connection)
             yield
         finally:
             # Shielded: a cancelled call still stops its command and rolls back (or loses its
             # connection) before it ends.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
-                await self._end_call(connection)
-            if cleanup.cancelled_caught:
-                connection.terminate()
+            with anyio.CancelScope(shield=True):
+                await self._end_call_bounded(connection)
+
+    async def _end_call_bounded(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        with anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
+            await self._end_call(connection)
+        if cleanup.cancelled_caught:
+            connection.terminate()
+
+    async def _end_and_release(
+        self, pool: asyncpg.Pool, connection: PoolConnectionProxy[asyncpg.Record]
+    ) -> None:
+        try:
+            await self._end_call_bounded(connection)
+        except Exception:
+            logger.exception("ending a call failed; discarding its connection")
+            connection.terminate()
+        finally:
+            try:
+                await pool.release(connection)
+            except Exception:
+                logger.exception("releasing a connection failed")
 
     @staticmethod
     async def _end_call(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
@@ -311,20 +339,27 @@ class Database:
         except (*_CONNECTION_LOST, asyncpg.PostgresError):
             connection.terminate()
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncGenerator[PoolConnectionProxy[asyncpg.Record]]:
-        pool = await self.pool()
+    async def _acquire(self, pool: asyncpg.Pool) -> PoolConnectionProxy[asyncpg.Record]:
         if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
             logger.debug("every connection is busy; the call waits for one")
         try:
-            async with pool.acquire(timeout=self._connect_timeout) as connection:
-                yield connection
+            return await pool.acquire(timeout=self._connect_timeout)
         except TimeoutError as exc:
-            raise UnavailableError("Every database connection is busy; try again in a moment.") from exc
+            raise UnavailableError(_ALL_BUSY) from exc
         except _CONNECTION_LOST as exc:
-            raise UnavailableError(
-                "The database connection was lost (the server may be restarting); try the call again."
-            ) from exc
+            raise UnavailableError(_LOST) from exc
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncGenerator[PoolConnectionProxy[asyncpg.Record]]:
+        pool = await self.pool()
+        connection = await self._acquire(pool)
+        try:
+            yield connection
+        except _CONNECTION_LOST as exc:
+            raise UnavailableError(_LOST) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(connection)
 
     async def run(
         self, statement: CheckedStatement, params: Sequence[Any] = (), max_rows: int | None = None
@@ -333,8 +368,11 @@ class Database:
         limits = self.limits
         row_cap = min(max_rows or limits.max_rows, limits.max_rows)
         started = time.perf_counter()
-        async with self._connection() as connection, self._read_only(connection):
+        pool = await self.pool()
+        connection = await self._acquire(pool)
+        try:
             try:
+                await self._begin(connection)
                 result = await self._collect(connection, statement.sql, params, row_cap)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _CONNECTION_LOST):
@@ -345,6 +383,19 @@ class Database:
                     f"A parameter does not fit its placeholder: {exc}. Pass numbers as JSON numbers, "
                     "and dates, times and exact decimals as strings."
                 ) from None
+        except BaseException as exc:
+            # Failed or cancelled: the command is stopped, the transaction rolled back (or the
+            # connection discarded) and the connection released before the error goes on.
+            with anyio.CancelScope(shield=True):
+                await self._end_and_release(pool, connection)
+            if isinstance(exc, _CONNECTION_LOST):
+                raise UnavailableError(_LOST) from exc
+            raise
+        # The answer is complete: its ROLLBACK and the release need not hold it up. The connection
+        # goes back to the pool only once the call has ended; close() waits for those still ending.
+        ending = asyncio.get_running_loop().create_task(self._end_and_release(pool, connection))
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
         result.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return result
 
