@@ -394,6 +394,10 @@ class Sandbox:
                         done = []
                         current = self._reset(current, root)
                         continue
+                    if exc.errno == errno.ENOTDIR and last:
+                        raise InvalidArgumentError(
+                            f"{shown[:200]!r} is a file, not a directory; use read_file for it."
+                        ) from None
                     raise self._os_error(exc, shown) from None
                 if current != root.fd:
                     os.close(current)
