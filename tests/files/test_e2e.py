@@ -7,9 +7,10 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.client.session import IncomingMessage
+from mcp.client.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification
 
-from bulkhead.testing import http_server, stdio_parameters
+from bulkhead.testing import MODERN_ERA, http_server, stdio_parameters
 from bulkhead_files.resources import file_uri
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -63,3 +64,30 @@ async def test_over_http_a_subscriber_hears_about_a_real_write(tmp_path: Path, n
         assert str(received[0].params.uri) == uri
         text = (await client.read_resource(uri)).contents[0]
         assert getattr(text, "text", "").startswith("revision")
+
+
+async def test_over_http_a_modern_listen_stream_hears_about_a_real_write(tmp_path: Path, notes: Path) -> None:
+    uri = file_uri(str(notes))
+    async with (
+        http_server("bulkhead_files", [str(tmp_path), "--watch-debounce-ms", "50"]) as server,
+        Client(server.mcp_url, mode=MODERN_ERA) as client,
+        client.listen(resource_subscriptions=[uri]) as stream,
+        anyio.create_task_group() as tg,
+    ):
+        heard = anyio.Event()
+
+        async def receive() -> None:
+            async for event in stream:
+                if event == ResourceUpdated(uri):
+                    heard.set()
+                    return
+
+        tg.start_soon(receive)
+        with anyio.fail_after(30):
+            await server.wait_for_record(lambda r: "watching" in str(r.get("message", "")))
+            attempt = 0
+            while not heard.is_set():
+                attempt += 1
+                await anyio.Path(notes).write_text(f"modern revision {attempt}\n")
+                with anyio.move_on_after(1):
+                    await heard.wait()

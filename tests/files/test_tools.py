@@ -4,6 +4,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp_types import CallToolResult, EmbeddedResource, TextContent
 
@@ -346,3 +347,51 @@ async def test_client_roots_elsewhere_leave_nothing_to_read(server: BulkheadServ
         secret = await client.call_tool("read_file", {"path": str(root.parent / "outside" / "secret.txt")})
     assert "client's roots" in error_text(result)
     assert SECRET not in error_text(secret)
+
+
+async def test_search_text_filters_by_glob_and_case(server: BulkheadServer, root: Path) -> None:
+    async with connect(server) as client:
+        only_py = data(await client.call_tool("search_text", {"pattern": "token", "glob": "*.py"}))
+        exact = data(await client.call_tool("search_text", {"pattern": "token", "case_sensitive": True}))
+        loose = data(await client.call_tool("search_text", {"pattern": "TOKEN"}))
+    assert [m["path"] for m in only_py["matches"]] == [str(root / "src/pkg/util.py")]
+    assert exact["matches"] == []
+    assert loose["matches"] == only_py["matches"]
+
+
+async def test_find_files_with_a_path_glob_and_character_classes(server: BulkheadServer, root: Path) -> None:
+    async with connect(server) as client:
+        by_path = data(await client.call_tool("find_files", {"glob": "src/*/m*.py"}))
+        classes = data(await client.call_tool("find_files", {"glob": "[dl]*.[!t]*"}))
+        nothing = data(await client.call_tool("find_files", {"glob": "*.rs"}))
+        outside = await client.call_tool("find_files", {"glob": "*", "path": "/etc"})
+    assert by_path["paths"] == [str(root / "src/pkg/main.py")]
+    assert classes["paths"] == [str(root / "data.csv"), str(root / "logo.png")]
+    assert nothing["paths"] == []
+    assert "outside" in error_text(outside)
+
+
+async def test_client_roots_are_asked_again_after_they_change(root: Path, sandbox: Sandbox) -> None:
+    import warnings  # noqa: PLC0415
+
+    from mcp import Client  # noqa: PLC0415
+    from mcp_types import ListRootsResult, Root  # noqa: PLC0415
+
+    server = build_server(make_settings(root), sandbox)
+    current = [f"file://{root}/docs"]
+
+    async def roots(context: Any) -> ListRootsResult:
+        del context
+        return ListRootsResult(roots=[Root.model_validate({"uri": uri}) for uri in current])
+
+    async with Client(server, mode="legacy", list_roots_callback=roots) as client:
+        assert data(await client.call_tool("list_directory", {}))["path"] == str(root / "docs")
+        current[:] = [f"file://{root}/src"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            await client.send_roots_list_changed()  # pyright: ignore[reportDeprecated] -- handshake-era API
+        with anyio.fail_after(10):
+            while True:
+                listing = data(await client.call_tool("list_directory", {}))
+                if listing["path"] == str(root / "src"):
+                    break

@@ -394,6 +394,10 @@ class Sandbox:
                         done = []
                         current = self._reset(current, root)
                         continue
+                    if exc.errno == errno.ENOTDIR and last:
+                        raise InvalidArgumentError(
+                            f"{shown[:200]!r} is a file, not a directory; use read_file for it."
+                        ) from None
                     raise self._os_error(exc, shown) from None
                 if current != root.fd:
                     os.close(current)
@@ -492,8 +496,14 @@ class Sandbox:
 
     def scan(self, opened: Opened) -> list[os.DirEntry[str]]:
         """The allowed entries of an open directory, sorted by name."""
+        hidden = not self.show_hidden
+        deny_name = self._deny_name
         with os.scandir(opened.fd) as it:
-            entries = [e for e in it if self.name_allowed(e.name)]
+            entries = [
+                e
+                for e in it
+                if not ((hidden and e.name[0] == ".") or (deny_name is not None and deny_name(e.name)))
+            ]
         if self._deny_path is not None:
             entries = [e for e in entries if self.parts_allowed((*opened.parts, e.name))]
         entries.sort(key=_BY_NAME)

@@ -47,6 +47,8 @@ class Watcher:
         if not paths:
             return
         logger.info("watching %s for changes%s", ", ".join(paths), " (polling)" if self.polling else "")
+        # watchfiles logs every batch at info ("3 changes detected"): our notifications say enough.
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)
         async for changes in awatch(
             *paths,
             watch_filter=None,
