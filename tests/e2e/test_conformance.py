@@ -72,6 +72,8 @@ SERVERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # module: (scenarios, extra command-line arguments)
     "bulkhead_users": (GENERIC_SCENARIOS, ()),
     "bulkhead_postgres": (GENERIC_SCENARIOS, ()),
+    # Zero-config: wraps its own demo tracker, started in-process on 127.0.0.1.
+    "bulkhead_http": (GENERIC_SCENARIOS, ()),
     "bulkhead_files": (GENERIC_SCENARIOS + RESOURCE_SUBSCRIPTION_SCENARIOS, ()),
     "bulkhead_prompts": (
         GENERIC_SCENARIOS + PROMPT_SCENARIOS,

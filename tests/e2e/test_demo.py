@@ -41,6 +41,9 @@ async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() 
     async with Client(config["mcpServers"]["bulkhead-prompts"]["url"], mode="legacy") as client:
         prompt = await client.get_prompt("summarize_ticket", {"ticket": "Checkout returns 500."})
     assert "Checkout returns 500." in getattr(prompt.messages[0].content, "text", "")
+    async with Client(config["mcpServers"]["bulkhead-http"]["url"], mode="legacy") as client:
+        ticket = await client.call_tool("get_ticket", {"ticket_id": "T-1001"})
+    assert not ticket.is_error
     process.send_signal(signal.SIGINT)
     with anyio.fail_after(15):
         assert await process.wait() == 0

@@ -1,0 +1,3 @@
+from bulkhead_http.cli import main
+
+main()
