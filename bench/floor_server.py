@@ -3,12 +3,15 @@
 What `bench/transport.py` compares our servers against. It does only what any MCP server must:
 import the SDK, build a server, serve `echo`. No settings class, no audit, no logging setup.
 
-    python bench/floor_server.py                                  # stdio
+    python bench/floor_server.py                                  # stdio (the SDK's transport)
+    python bench/floor_server.py --transport bulkhead-stdio       # stdio (Bulkhead's transport)
     python bench/floor_server.py --transport http --port 8765     # Streamable HTTP at /mcp
 
 In http mode it runs the SDK's own `streamable_http_app()` under uvicorn on 127.0.0.1 and, once
 listening, writes one JSON line with the bound port to stderr (`--port 0` picks a free port).
 Importing uvicorn costs the stdio mode nothing: `mcp.server.mcpserver` already imports it.
+`bulkhead-stdio` serves the same server over `bulkhead.serve.serve_stdio`, so the two stdio modes
+differ only in the transport.
 """
 
 import argparse
@@ -58,12 +61,16 @@ async def _serve_http(server: MCPServer, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    parser.add_argument("--transport", choices=("stdio", "bulkhead-stdio", "http"), default="stdio")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     server = build()
     if args.transport == "stdio":
         server.run("stdio")
+    elif args.transport == "bulkhead-stdio":
+        from bulkhead.serve import serve_stdio  # noqa: PLC0415 -- only this mode imports Bulkhead
+
+        anyio.run(serve_stdio, server)
     else:
         anyio.run(_serve_http, server, args.port)
 

@@ -83,6 +83,11 @@ DEFAULTS: dict[str, tuple[str, str | None, str]] = {
         "python bench/floor_server.py --transport http --port {port}",
         'echo {"text":"hi"}',
     ),
+    "floor-bulkhead-stdio": (
+        "python bench/floor_server.py --transport bulkhead-stdio",
+        None,
+        'echo {"text":"hi"}',
+    ),
 }
 """name -> (stdio command, http command, call). A --server with one of these names gets the rest."""
 

@@ -1,4 +1,4 @@
-"""The official MCP conformance suite against bulkhead-users over Streamable HTTP.
+"""The official MCP conformance suite against each Bulkhead server over Streamable HTTP.
 
 The suite (`@modelcontextprotocol/conformance`) and the Node 22 it needs (the `node` package on
 npm, which ships the Node binary) are pinned in tests/conformance/package-lock.json. The first
@@ -8,8 +8,11 @@ lock file changes. Without npm, or when the install fails, the tests skip with t
 
 The suite's server scenarios are written against the "everything" reference server: most call
 its fixture tools, resources and prompts by name (`test_simple_text`, `test://static-text`, ...).
-Only the scenarios that check protocol behaviour every server owes run here; every other
-scenario of the pinned version is listed, with the reason, in `EXCLUDED_SCENARIOS`.
+The scenarios that check protocol behaviour every server owes (`GENERIC_SCENARIOS`) run against
+every server; a server that can serve a scenario's fixtures runs those scenarios too (`SERVERS`:
+bulkhead-prompts serves the prompt fixtures from tests/conformance/library, bulkhead-files the
+resource subscriptions). Every other scenario
+of the pinned version is listed, with the reason, in `EXCLUDED_SCENARIOS`.
 """
 
 import fcntl
@@ -38,7 +41,7 @@ INSTALLED_MARKER = NODE_MODULES / ".bulkhead-installed"
 NPM_TIMEOUT = 600
 SCENARIO_TIMEOUT = 60
 
-APPLICABLE_SCENARIOS = (
+GENERIC_SCENARIOS = (
     "server-initialize",  # the initialize handshake over Streamable HTTP
     "ping",  # answers ping with {}
     "tools-list",  # every tool has a name, a description and an inputSchema
@@ -47,6 +50,42 @@ APPLICABLE_SCENARIOS = (
     "server-sse-multiple-streams",  # concurrent POSTs in one session each get a working stream
     "dns-rebinding-protection",  # loopback without auth: foreign Host/Origin get 4xx, loopback 2xx
 )
+
+PROMPT_SCENARIOS = (
+    # Served from the fixture library tests/conformance/library, which holds the prompts these
+    # scenarios ask for by name (test_simple_prompt, test_prompt_with_arguments, ...).
+    "completion-complete",
+    "prompts-get-simple",
+    "prompts-get-with-args",
+    "prompts-get-embedded-resource",
+    "prompts-get-with-image",
+)
+
+RESOURCE_SUBSCRIPTION_SCENARIOS = (
+    # bulkhead-files serves resources/subscribe and resources/unsubscribe (any URI is accepted;
+    # only files under the roots ever produce updates).
+    "resources-subscribe",
+    "resources-unsubscribe",
+)
+
+SERVERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # module: (scenarios, extra command-line arguments)
+    "bulkhead_users": (GENERIC_SCENARIOS, ()),
+    "bulkhead_postgres": (GENERIC_SCENARIOS, ()),
+    # Zero-config: wraps its own demo tracker, started in-process on 127.0.0.1.
+    "bulkhead_http": (GENERIC_SCENARIOS, ()),
+    "bulkhead_files": (GENERIC_SCENARIOS + RESOURCE_SUBSCRIPTION_SCENARIOS, ()),
+    "bulkhead_prompts": (
+        GENERIC_SCENARIOS + PROMPT_SCENARIOS,
+        ("--library", str(CONFORMANCE_DIR / "library")),
+    ),
+}
+"""Which scenarios each server runs, and how it is started for them."""
+
+APPLICABLE_SCENARIOS = tuple(
+    sorted({scenario for scenarios, _ in SERVERS.values() for scenario in scenarios})
+)
+"""Every scenario that runs against at least one server."""
 
 EXCLUDED_SCENARIOS = (
     # They call the everything server's fixture tools (test_simple_text, test_image_content,
@@ -76,25 +115,12 @@ EXCLUDED_SCENARIOS = (
     # We do not advertise `logging` (logs go to stderr; MCP log notifications are deprecated in
     # 2026-07-28), so logging/setLevel rightly answers -32601.
     "logging-set-level",
-    # Needs the `completions` capability and the fixture prompt test_prompt_with_arguments;
-    # we have neither.
-    "completion-complete",
     # Fixed fixture resources (test://static-text, test://static-binary) and the fixture
-    # template test://template/{id}/data. Our template users://{user_id} is covered by our own
-    # tests.
+    # template test://template/{id}/data, which no server of ours serves (bulkhead-files serves
+    # file:// only). Our own templates and reads are covered by our own tests.
     "resources-read-text",
     "resources-read-binary",
     "resources-templates-read",
-    # We advertise `subscribe: false`: resources/subscribe and resources/unsubscribe are not
-    # served.
-    "resources-subscribe",
-    "resources-unsubscribe",
-    # Fixture prompts (test_simple_prompt, test_prompt_with_arguments,
-    # test_prompt_with_embedded_resource, test_prompt_with_image); this server has no prompts.
-    "prompts-get-simple",
-    "prompts-get-with-args",
-    "prompts-get-embedded-resource",
-    "prompts-get-with-image",
 )
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -190,11 +216,9 @@ async def test_every_server_scenario_of_the_pinned_suite_is_classified(conforman
 @pytest.mark.parametrize(
     "module",
     [
-        "bulkhead_users",
-        # Zero-config: wraps its own demo tracker, started in-process on 127.0.0.1.
-        "bulkhead_http",
         # On its embedded demo database (a throwaway cluster), so it needs PostgreSQL's programs.
-        pytest.param("bulkhead_postgres", marks=pytest.mark.postgres),
+        pytest.param(module, marks=pytest.mark.postgres) if module == "bulkhead_postgres" else module
+        for module in SERVERS
     ],
 )
 async def test_server_passes_every_applicable_conformance_scenario(
@@ -205,7 +229,8 @@ async def test_server_passes_every_applicable_conformance_scenario(
     failures: list[str] = []
     # Each run spends about half a second of CPU loading the CLI: one run per core at a time.
     limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
-    async with http_server(module, startup_timeout=90) as server:
+    scenarios, args = SERVERS[module]
+    async with http_server(module, args, startup_timeout=90) as server:
 
         async def run(scenario: str) -> None:
             command = [*conformance, "server", "--url", server.mcp_url, "--scenario", scenario]
@@ -219,7 +244,7 @@ async def test_server_passes_every_applicable_conformance_scenario(
                 failures.append(f"=== {scenario}: exit {done.returncode}\n{output}")
 
         async with anyio.create_task_group() as tg:
-            for scenario in APPLICABLE_SCENARIOS:
+            for scenario in scenarios:
                 tg.start_soon(run, scenario)
         server_log = "\n".join(server.stderr_lines[-30:])
     assert not failures, "\n".join(sorted(failures)) + f"\n=== server stderr (last lines)\n{server_log}"

@@ -34,6 +34,13 @@ async def test_the_demo_prints_a_config_whose_urls_answer_and_stops_on_ctrl_c() 
     async with Client(url, mode="legacy") as client:
         result = await client.call_tool("get_user", {"user": "u00001"})
     assert not result.is_error
+    async with Client(config["mcpServers"]["bulkhead-files"]["url"], mode="legacy") as client:
+        readme = next(r for r in (await client.list_resources()).resources if r.name == "README.md")
+        contents = (await client.read_resource(readme.uri)).contents
+    assert "sample project" in getattr(contents[0], "text", "")
+    async with Client(config["mcpServers"]["bulkhead-prompts"]["url"], mode="legacy") as client:
+        prompt = await client.get_prompt("summarize_ticket", {"ticket": "Checkout returns 500."})
+    assert "Checkout returns 500." in getattr(prompt.messages[0].content, "text", "")
     async with Client(config["mcpServers"]["bulkhead-http"]["url"], mode="legacy") as client:
         ticket = await client.call_tool("get_ticket", {"ticket_id": "T-1001"})
     assert not ticket.is_error

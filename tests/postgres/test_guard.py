@@ -1307,3 +1307,20 @@ ANALYZE_OPTIONS: list[tuple[Any, bool]] = [
 @pytest.mark.parametrize(("options", "analyze"), ANALYZE_OPTIONS)
 def test_analyze_counts_as_on_unless_it_is_clearly_off(options: Any, analyze: bool) -> None:
     assert _is_analyze(options) is analyze
+
+
+def test_a_repeated_statement_gets_the_same_verdict_and_a_rejection_stays_a_rejection() -> None:
+    first = check_read_only("SELECT 1 AS cached_once")
+    assert check_read_only("SELECT 1 AS cached_once") == first
+    for _ in range(2):
+        with pytest.raises(QueryRejectedError, match="DELETE"):
+            check_read_only("DELETE FROM cached_twice")
+    # The cache key holds the EXPLAIN ANALYZE permission: allowed once is not allowed always.
+    assert check_read_only("EXPLAIN ANALYZE SELECT 1", allow_explain_analyze=True).explain_analyze
+    with pytest.raises(QueryRejectedError, match="ANALYZE"):
+        check_read_only("EXPLAIN ANALYZE SELECT 1")
+    # Longer than the cached length: still judged, every time.
+    long_sql = "SELECT '" + "x" * 5000 + "' AS long"
+    assert check_read_only(long_sql).sql == long_sql
+    with pytest.raises(QueryRejectedError):
+        check_read_only(long_sql + "; DROP TABLE t")

@@ -526,11 +526,6 @@ async def _wait_until_active(shop: Shop, sql: str, active: bool) -> None:
         await admin.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a call cancelled right after its statement starts leaves the query running until the "
-    "statement timeout (a cancel a second later does stop it); see the issue note",
-)
 async def test_a_cancelled_call_cancels_the_query_on_the_server(shop: Shop) -> None:
     # Ten seconds of statement timeout: only the cancellation can end the query within the 5 s wait.
     runtime, context = await start(shop.reader_dsn, statement_timeout_ms=10_000)

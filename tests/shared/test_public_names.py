@@ -6,14 +6,23 @@ import pkgutil
 import pytest
 
 import bulkhead
+import bulkhead_files
 import bulkhead_http
 import bulkhead_postgres
+import bulkhead_prompts
 import bulkhead_users
 
 MODULES = sorted(
     {
         info.name
-        for package in (bulkhead, bulkhead_users, bulkhead_postgres, bulkhead_http)
+        for package in (
+            bulkhead,
+            bulkhead_users,
+            bulkhead_postgres,
+            bulkhead_files,
+            bulkhead_prompts,
+            bulkhead_http,
+        )
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
         if not info.name.endswith("__main__")
     }

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import (
@@ -23,9 +22,9 @@ from mcp.server.mcpserver.exceptions import (
 )
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolResult,
-    CancelledNotificationParams,
     GetPromptResult,
     InputRequiredResult,
     TextContent,
@@ -67,28 +66,6 @@ def _principal(context: Context[Any, Any] | None) -> tuple[str, str | None]:
     return principal, None if request_id is None else str(request_id)
 
 
-def _connection_id(ctx: ServerRequestContext[Any, Any]) -> int:
-    """Identity of the connection a message came on: request ids are only unique per connection.
-
-    A fresh `ServerSession` wraps each message, so the per-connection object behind it is what a
-    request and its later notifications/cancelled have in common.
-    """
-    return id(getattr(ctx.session, "_connection", ctx.session))
-
-
-def _flight_key(context: Context[Any, Any] | None) -> tuple[int, str] | None:
-    """(connection, request id) of a request, as notifications/cancelled names it."""
-    if context is None:
-        return None
-    try:
-        request_context = context.request_context
-    except ValueError:
-        return None
-    if request_context.request_id is None:
-        return None
-    return _connection_id(request_context), str(request_context.request_id)
-
-
 def _text_size(result: CallToolResult) -> int:
     return sum(len(block.text) for block in result.content if isinstance(block, TextContent))
 
@@ -110,21 +87,9 @@ class BulkheadServer(MCPServer[Any]):
         self.audit = AuditLog(settings.server_name, settings.audit)
         key = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
         self.cursors = CursorCodec(key)
-        # The SDK's runner drops notifications/cancelled without stopping the tool, so a cancelled
-        # call would run on (and hold its database query) until it finished. We keep the cancel
-        # scope of every tool call in flight and cancel it ourselves.
-        self._in_flight: dict[tuple[int, str], anyio.CancelScope] = {}
-        self._lowlevel_server.add_notification_handler(
-            "notifications/cancelled", CancelledNotificationParams, self._on_cancelled
-        )
-
-    async def _on_cancelled(
-        self, ctx: ServerRequestContext[Any, Any], params: CancelledNotificationParams
-    ) -> None:
-        scope = self._in_flight.get((_connection_id(ctx), str(params.request_id)))
-        if scope is not None:
-            logger.info("cancelling tool call %s at the client's request", params.request_id)
-            scope.cancel()
+        # No cancel registry of our own: over stdio, SSE and Streamable HTTP sessions the SDK's
+        # JSON-RPC dispatcher cancels a tool call that notifications/cancelled names, and the
+        # in-memory client cancels it directly (tests/e2e/test_stdio_wire.py checks stdio).
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -147,7 +112,12 @@ class BulkheadServer(MCPServer[Any]):
                 raise InvalidArgumentError(
                     f"{name} has no argument {unknown[0][:60]!r}; its arguments are: {names}."
                 )
-            result = await self._cancellable(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+        except anyio.get_cancelled_exc_class():
+            # The SDK cancels the call's scope on notifications/cancelled (or, for a 2026-07-28
+            # request over HTTP, when the client drops the response stream).
+            outcome = "cancelled"
+            raise
         except MCPError as exc:
             outcome, reason = "rejected", exc.error.message
             raise
@@ -180,20 +150,6 @@ class BulkheadServer(MCPServer[Any]):
                 result_size=size,
                 reason=reason,
             )
-
-    async def _cancellable(
-        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None
-    ) -> CallToolResult | InputRequiredResult:
-        key = _flight_key(context)
-        with anyio.CancelScope() as scope:
-            if key is not None:
-                self._in_flight[key] = scope
-            try:
-                return await super().call_tool(name, arguments, context)
-            finally:
-                if key is not None:
-                    self._in_flight.pop(key, None)
-        raise ToolError("The call was cancelled at the client's request.")
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
@@ -237,18 +193,36 @@ class BulkheadServer(MCPServer[Any]):
                 reason=reason,
             )
 
+    async def render_prompt(
+        self, name: str, arguments: dict[str, Any] | None, context: Context[Any, Any] | None
+    ) -> GetPromptResult | InputRequiredResult:
+        """Produce a prompt's messages: the SDK's registered prompts by default; a server may override.
+
+        Raise `MCPError` (or `ValueError`) for a request the caller must fix; anything else is a bug
+        and reaches the caller only as a reference id.
+        """
+        return await super().get_prompt(name, arguments, context)
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
-        """Render a prompt, writing one audit record."""
+        """Render a prompt, writing one audit record; unexpected failures carry only a reference id."""
         started = time.perf_counter()
         outcome: Outcome = "ok"
         reason: str | None = None
         try:
-            return await super().get_prompt(name, arguments, context)
-        except Exception as exc:
+            return await self.render_prompt(name, arguments, context)
+        except MCPError as exc:
+            outcome, reason = "rejected", exc.error.message
+            raise
+        except ValueError as exc:
             outcome, reason = "rejected", str(exc)
             raise
+        except Exception as exc:
+            reference = new_reference()
+            logger.error("prompt %s failed unexpectedly (reference %s)", name, reference, exc_info=exc)
+            outcome, reason = "error", f"reference {reference}"
+            raise MCPError(code=INTERNAL_ERROR, message=internal_error_message(reference)) from None
         finally:
             principal, request_id = _principal(context)
             self.audit.record(

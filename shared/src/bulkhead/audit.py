@@ -14,7 +14,7 @@ from typing import Any, Literal, TextIO
 
 __all__ = ["AuditLog", "Outcome", "redact_arguments"]
 
-Outcome = Literal["ok", "rejected", "error"]
+Outcome = Literal["ok", "rejected", "error", "cancelled"]
 
 _SECRET_KEY = re.compile(r"pass|secret|token|api[-_]?key|auth|credential|cookie|session|dsn", re.IGNORECASE)
 _MAX_VALUE = 200
@@ -52,6 +52,18 @@ def redact_arguments(arguments: dict[str, Any] | None, depth: int = 0) -> dict[s
         name = _cut(str(key))
         safe[name] = "[redacted]" if _SECRET_KEY.search(name) else _cut(value, depth)
     return safe
+
+
+class _Encoded:
+    """An audit entry that becomes its JSON text only when a log message is formatted."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+
+    def __str__(self) -> str:
+        return json.dumps(self.entry, default=str, ensure_ascii=False)
 
 
 class AuditLog:
@@ -99,11 +111,22 @@ class AuditLog:
             entry["reason"] = _cut(reason)
         if self._file is not None:
             self._file.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
-        else:
-            # The whole record is the message, so text-format logs carry it as well as JSON ones.
-            self._logger.info(
-                "%s", json.dumps(entry, default=str, ensure_ascii=False), extra={"audit": entry}
+        elif self._logger.isEnabledFor(logging.INFO):
+            # The whole record is the message, so text-format logs carry it as well as JSON ones;
+            # it is encoded only if a formatter asks (the JSON one reads `audit` instead). The
+            # record is made here, not by `info()`, which would walk the stack for a caller
+            # nothing prints: together a third of what auditing a trivial call costs.
+            record = self._logger.makeRecord(
+                self._logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                "%s",
+                (_Encoded(entry),),
+                None,
+                extra={"audit": entry},
             )
+            self._logger.handle(record)
 
     def close(self) -> None:
         """Close the audit file, if there is one."""

@@ -22,16 +22,17 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render `record` as a single line of JSON."""
+        audit = record.__dict__.get("audit")
+        if isinstance(audit, dict):
+            # An audit record is its own flat JSON object (with its own time), not a message.
+            entry = {"time": None, "level": record.levelname.lower(), "logger": record.name}
+            return json.dumps(entry | audit, default=str, ensure_ascii=False)
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        audit = record.__dict__.get("audit")
-        if isinstance(audit, dict):
-            # An audit record is its own flat JSON object, not a message about one.
-            return json.dumps({**entry, **audit}, default=str, ensure_ascii=False)
         entry["message"] = record.getMessage()
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):

@@ -7,6 +7,9 @@ content (still validated against the published output schema) and a single-line 
 clients that read only text.
 """
 
+import json
+from typing import Any
+
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
@@ -18,8 +21,16 @@ READ_ONLY = ToolAnnotations(
 """Annotations for a tool that only reads from a closed system (a directory, a database, files)."""
 
 
-def structured(model: BaseModel) -> CallToolResult:
-    """A successful result carrying `model` as structured content and as compact JSON text."""
+def structured(model: BaseModel | dict[str, Any]) -> CallToolResult:
+    """A successful result carrying `model` as structured content and as compact JSON text.
+
+    A dict is taken as the structured content as it is (it must already be plain JSON data, with
+    the wire's field names): a hot path skips building a model only to dump it again. The SDK
+    still validates it against the tool's output schema.
+    """
+    if isinstance(model, dict):
+        text = json.dumps(model, ensure_ascii=False, separators=(",", ":"))
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=model)
     return CallToolResult(
         content=[TextContent(type="text", text=model.model_dump_json(by_alias=True))],
         structured_content=model.model_dump(mode="json", by_alias=True),

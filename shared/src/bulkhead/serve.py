@@ -1,5 +1,7 @@
 """The one module that starts transports: stdio, or Streamable HTTP + legacy SSE in one process.
 
+stdio mode runs the SDK's session on Bulkhead's wire (`bulkhead.stdio`, `bulkhead.wire`:
+non-blocking descriptors on the event loop; POSIX only, so imported only when stdio is served).
 HTTP mode serves `/mcp` (Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy
 HTTP+SSE transport) and `GET /healthz`, behind bearer-token auth and Host/Origin validation. We
 own the uvicorn instance so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen`
@@ -8,23 +10,15 @@ streams are closed first and connections get a short grace period.
 
 import contextlib
 import logging
-import os
 import signal
 import socket
-import stat
-from collections.abc import Generator
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import ObjectSendStream
 from mcp.server.mcpserver import MCPServer
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,7 +31,7 @@ from bulkhead.settings import ServerSettings
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["build_http_app", "serve", "transport_security"]
+__all__ = ["build_http_app", "serve", "serve_stdio", "transport_security"]
 
 logger = logging.getLogger("bulkhead.serve")
 
@@ -128,132 +122,27 @@ def _close_listen_streams(server: MCPServer[Any]) -> None:
         entry.handler.close()
 
 
-MAX_LINE_BYTES = 4 * 1024 * 1024
-"""The longest stdin line read (the same cap the SDK puts on an HTTP request body)."""
+async def serve_stdio(server: MCPServer[Any]) -> None:
+    """Serve `server` over this process's stdin and stdout until the client goes or a signal arrives.
 
-OVERSIZED_LINE = "\x00bulkhead: oversized line"
-"""What the reader hands on in place of a line over MAX_LINE_BYTES: not JSON, so it is answered."""
-
-
-class _StdinLines:
-    """Lines of a pipe, socket or terminal on fd 0, read without a worker thread.
-
-    The SDK reads stdin with a blocking `readline` in a worker thread, which a cancel scope cannot
-    interrupt: SIGTERM would wait until the client wrote another line. Waiting on readiness and
-    reading what is there is cancellable. Undecodable bytes become U+FFFD, as in the SDK.
+    The wire is Bulkhead's (`bulkhead.stdio` claims fd 0 and fd 1 and diverts stray prints to
+    stderr; `bulkhead.wire` drives them on the event loop); the session on it is the SDK's own,
+    in both protocol eras.
     """
+    from bulkhead.stdio import stdio_wire  # noqa: PLC0415 -- POSIX only (fcntl): HTTP mode runs anywhere
 
-    def __init__(self, fd: int, max_line: int = MAX_LINE_BYTES) -> None:
-        self._fd = fd
-        self._max_line = max_line
-        self._buffer = bytearray()
-        self._eof = False
-        self._skipping = False  # inside a line that was too long, until its newline
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- run_stdio_async() takes no streams
+    async with anyio.create_task_group() as tg:
 
-    def __aiter__(self) -> "_StdinLines":
-        return self
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
 
-    async def __anext__(self) -> str:
-        scanned = 0
-        while (end := self._buffer.find(b"\n", scanned)) < 0 and not self._eof:
-            scanned = len(self._buffer)
-            if scanned > self._max_line:
-                # Bounded memory: drop the line's bytes as they come and answer it once it ends.
-                self._skipping, scanned = True, 0
-                self._buffer.clear()
-            await anyio.wait_readable(self._fd)
-            try:
-                chunk = os.read(self._fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            self._eof = not chunk
-            self._buffer += chunk
-        if end < 0:
-            if not self._buffer and not self._skipping:
-                raise StopAsyncIteration
-            end = len(self._buffer)
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        if self._skipping or len(line) > self._max_line:
-            self._skipping = False
-            return OVERSIZED_LINE
-        return line.decode("utf-8", "replace")
-
-
-@contextlib.contextmanager
-def _stdin_lines() -> Generator[_StdinLines | None]:
-    """A cancellable reader of fd 0, or None (the SDK's reader) for files and /dev/null."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        yield None
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(0)):
-        yield None  # a regular file never blocks, and epoll refuses it
-        return
-    # As the SDK does: the wire moves to a private descriptor and fd 0 reads /dev/null, so nothing
-    # else in the process (or a child) can take protocol bytes.
-    wire = os.dup(0)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    was_blocking = os.get_blocking(wire)
-    os.set_blocking(wire, False)
-    try:
-        yield _StdinLines(wire)
-    finally:
-        with contextlib.suppress(OSError):
-            os.set_blocking(wire, was_blocking)
-            os.dup2(wire, 0)
-        os.close(wire)
-
-
-def _garbage_error(exc: Exception) -> SessionMessage:
-    """The JSON-RPC error for a stdin line that is not a JSON-RPC message (its id is unknowable)."""
-    errors = exc.errors() if isinstance(exc, ValidationError) else []
-    if any(error.get("input") == OVERSIZED_LINE for error in errors):
-        data = ErrorData(
-            code=INVALID_REQUEST,
-            message=f"Invalid Request: the line is longer than {MAX_LINE_BYTES} bytes and was discarded",
-        )
-    elif any(error["type"] == "json_invalid" for error in errors):
-        data = ErrorData(code=PARSE_ERROR, message="Parse error: the line is not valid JSON")
-    else:
-        data = ErrorData(
-            code=INVALID_REQUEST,
-            message="Invalid Request: the line is not a JSON-RPC 2.0 request, notification or response",
-        )
-    return SessionMessage(JSONRPCError(jsonrpc="2.0", id=None, error=data))
-
-
-async def _serve_stdio(server: MCPServer[Any]) -> None:
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- run_stdio_async() takes no streams we could filter
-    with _stdin_lines() as stdin:
-        async with anyio.create_task_group() as tg:
-
-            async def stop_on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        tg.cancel_scope.cancel()
-
-            tg.start_soon(stop_on_signal)
-            # The SDK drops lines it cannot parse without a word, leaving the client waiting; we
-            # answer each with the JSON-RPC error the spec asks for and pass the rest through.
-            async with stdio_server(stdin) as (read_stream, write_stream):  # pyright: ignore[reportArgumentType] -- only iterated line by line
-                forward, inbox = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-
-                async def answer_garbage(forward: ObjectSendStream[SessionMessage | Exception]) -> None:
-                    async with forward:
-                        async for item in read_stream:
-                            if isinstance(item, Exception):
-                                logger.warning("answered a stdin line that is not a JSON-RPC message")
-                                await write_stream.send(_garbage_error(item))
-                            else:
-                                await forward.send(item)
-
-                tg.start_soon(answer_garbage, forward)
-                await lowlevel.run(inbox, write_stream, lowlevel.create_initialization_options())
-            tg.cancel_scope.cancel()
+        tg.start_soon(stop_on_signal)
+        async with stdio_wire() as (read_stream, write_stream):
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        tg.cancel_scope.cancel()
 
 
 def _uvicorn_server(server: MCPServer[Any], settings: ServerSettings) -> "uvicorn.Server":
@@ -304,7 +193,7 @@ async def _run(
 ) -> None:
     async with resources if resources is not None else contextlib.nullcontext():
         if settings.transport == "stdio":
-            await _serve_stdio(server)
+            await serve_stdio(server)
         else:
             await _serve_http(server, settings)
 

@@ -9,6 +9,7 @@ and always `ROLLBACK`. No MCP imports here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -23,7 +24,13 @@ from asyncpg.pool import PoolConnectionProxy
 
 from bulkhead.errors import BulkheadError, UnavailableError
 from bulkhead_postgres.guard import CheckedStatement
-from bulkhead_postgres.values import SESSION_SETTINGS, JsonValue, install_codecs, to_json_value
+from bulkhead_postgres.values import (
+    SESSION_SETTINGS,
+    JsonValue,
+    column_converter,
+    convert_rows,
+    install_codecs,
+)
 
 if TYPE_CHECKING:
     from bulkhead_postgres.settings import PostgresSettings
@@ -36,6 +43,11 @@ BATCH_ROWS = 200
 """Rows pulled from the portal at a time: memory stays flat however big the table."""
 
 CLEANUP_SECONDS = 5
+"""How long stopping a cancelled command and the rollback after a call may take before the
+connection is thrown away."""
+
+_ALL_BUSY = "Every database connection is busy; try again in a moment."
+_LOST = "The database connection was lost (the server may be restarting); try the call again."
 
 _END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL"
 """Ends every call in one round trip: the transaction, and anything a session could have kept."""
@@ -44,8 +56,6 @@ _END_OF_CALL = "ROLLBACK; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *
 async def _already_reset(_connection: object) -> None:
     """The pool's reset on release: `_read_only` already ended the call with `_END_OF_CALL`."""
 
-
-"""How long the rollback after a call may take before the connection is thrown away."""
 
 _CONNECTION_LOST = (
     OSError,
@@ -56,6 +66,86 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
+
+
+CANCEL_RESEND_FIRST = 0.05
+"""Seconds after the first cancel request before it is sent again; the wait doubles each time."""
+
+CANCEL_RESEND_MAX = 1.0
+"""The longest wait between two cancel requests for the same command."""
+
+
+# asyncpg's private API, in this one place. asyncpg answers a cancelled call by sending ONE
+# CancelRequest, and marks its protocol "cancelling" until the backend's ReadyForQuery says the
+# command ended. PostgreSQL only acts on a cancel at its next CHECK_FOR_INTERRUPTS while executing;
+# one that arrives while the backend handles Parse / Bind or waits between messages is dropped when
+# it reads the next message (postgres.c: ProcessInterrupts ignores QueryCancelPending while
+# DoingCommandRead). So a cancel that races the Parse/Bind is lost and the statement runs on to
+# its statement_timeout. These helpers see whether a cancelled command is still in flight and send
+# the cancel request again.
+def _private(connection: PoolConnectionProxy[asyncpg.Record]) -> tuple[Any, Any]:
+    """The asyncpg connection behind the pool's proxy, and its protocol."""
+    proxy: Any = connection
+    raw: Any = proxy._con
+    return raw, raw._protocol
+
+
+def _command_in_flight(connection: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    """Whether asyncpg is waiting for the backend to end a command whose call was cancelled."""
+    _, protocol = _private(connection)
+    return bool(protocol._is_cancelling())
+
+
+async def _command_ended(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Returns once the backend acknowledged the end of the cancelled command."""
+    _, protocol = _private(connection)
+    await protocol._wait_for_cancellation()
+
+
+async def _send_cancel_request(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Send one more CancelRequest for the backend's current command; returns once it was delivered."""
+    raw, _ = _private(connection)
+    sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    raw._cancel_current_command(sent)
+    await sent
+
+
+async def _stop_cancelled_command(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """Make sure the command of a cancelled call stops on the server, not at its statement_timeout.
+
+    Sends the cancel request again after 50 ms, then at doubling intervals up to 1 s, until the
+    backend reports that the command ended. Unbounded: the caller bounds it (and discards the
+    connection when the bound is hit). Each request is delivered before the next step, so a late
+    one cannot hit the next command on this connection (the backend drops a cancel that arrives
+    while it is idle).
+    """
+    wait = CANCEL_RESEND_FIRST
+    while _command_in_flight(connection):
+        with anyio.move_on_after(wait):
+            await _command_ended(connection)
+        if not _command_in_flight(connection) or connection.is_closed():
+            return
+        logger.debug("the backend has not stopped the cancelled command yet; cancelling it again")
+        await _send_cancel_request(connection)
+        wait = min(wait * 2, CANCEL_RESEND_MAX)
+
+
+def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int | None]:
+    """(budget left, None) when the whole batch fits; else (budget, how many of its rows fit).
+
+    A row costs its compact JSON plus one byte. The batch is measured in one go; only a batch
+    that does not fit is measured again row by row, to find where to cut.
+    """
+    if not batch:
+        return budget, None
+    size = len(json.dumps(batch, ensure_ascii=False, separators=(",", ":"))) - 1
+    if size <= budget:
+        return budget - size, None
+    for index, row in enumerate(batch):
+        budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
+        if budget < 0:
+            return budget, index
+    return budget, None  # pragma: no cover -- the rows add up to the batch's size
 
 
 class QueryFailedError(BulkheadError):
@@ -141,6 +231,8 @@ class Database:
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._lock = anyio.Lock()
+        # Calls whose answer is out while their ROLLBACK and release still run (see `run`).
+        self._ending: set[asyncio.Task[None]] = set()
         # Set when the role was found able to write and the operator allowed it anyway.
         self.privileged = False
 
@@ -179,52 +271,95 @@ class Database:
         return self._pool
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection (after the calls that are still ending have ended)."""
+        if self._ending:
+            await asyncio.gather(*self._ending, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    @asynccontextmanager
-    async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
-        limits = self.limits
+    async def _begin(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
         # Our own fixed text with integers from validated settings (never user SQL), so one
         # simple-protocol round trip opens the transaction and sets its limits.
+        limits = self.limits
+        idle_ms = int(limits.idle_in_transaction_timeout_ms)
         await connection.execute(
             "BEGIN READ ONLY; "
             f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
             f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
-            f"SET LOCAL idle_in_transaction_session_timeout = {int(limits.idle_in_transaction_timeout_ms)}"
+            f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
         )
+
+    @asynccontextmanager
+    async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
         try:
+            # Inside the try: a call cancelled during BEGIN is cleaned up like any other.
+            await self._begin(connection)
             yield
         finally:
-            # Shielded: a cancelled call still rolls back (or loses its connection) before it ends.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
-                if connection.is_closed():
-                    pass
-                elif not connection.is_in_transaction():
-                    logger.warning("a statement left its read-only transaction; discarding the connection")
-                    connection.terminate()
-                else:
-                    try:
-                        await connection.execute(_END_OF_CALL)
-                    except (*_CONNECTION_LOST, asyncpg.PostgresError):
-                        connection.terminate()
-            if cleanup.cancelled_caught:
-                connection.terminate()
+            # Shielded: a cancelled call still stops its command and rolls back (or loses its
+            # connection) before it ends.
+            with anyio.CancelScope(shield=True):
+                await self._end_call_bounded(connection)
+
+    async def _end_call_bounded(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        with anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
+            await self._end_call(connection)
+        if cleanup.cancelled_caught:
+            connection.terminate()
+
+    async def _end_and_release(
+        self, pool: asyncpg.Pool, connection: PoolConnectionProxy[asyncpg.Record]
+    ) -> None:
+        try:
+            await self._end_call_bounded(connection)
+        except Exception:
+            logger.exception("ending a call failed; discarding its connection")
+            connection.terminate()
+        finally:
+            try:
+                await pool.release(connection)
+            except Exception:
+                logger.exception("releasing a connection failed")
+
+    @staticmethod
+    async def _end_call(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        if connection.is_closed():
+            return
+        if _command_in_flight(connection):
+            await _stop_cancelled_command(connection)
+        if connection.is_closed():
+            return
+        if not connection.is_in_transaction():
+            logger.warning("a statement left its read-only transaction; discarding the connection")
+            connection.terminate()
+            return
+        try:
+            await connection.execute(_END_OF_CALL)
+        except (*_CONNECTION_LOST, asyncpg.PostgresError):
+            connection.terminate()
+
+    async def _acquire(self, pool: asyncpg.Pool) -> PoolConnectionProxy[asyncpg.Record]:
+        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+            logger.debug("every connection is busy; the call waits for one")
+        try:
+            return await pool.acquire(timeout=self._connect_timeout)
+        except TimeoutError as exc:
+            raise UnavailableError(_ALL_BUSY) from exc
+        except _CONNECTION_LOST as exc:
+            raise UnavailableError(_LOST) from exc
 
     @asynccontextmanager
     async def _connection(self) -> AsyncGenerator[PoolConnectionProxy[asyncpg.Record]]:
         pool = await self.pool()
+        connection = await self._acquire(pool)
         try:
-            async with pool.acquire(timeout=self._connect_timeout) as connection:
-                yield connection
-        except TimeoutError as exc:
-            raise UnavailableError("Every database connection is busy; try again in a moment.") from exc
+            yield connection
         except _CONNECTION_LOST as exc:
-            raise UnavailableError(
-                "The database connection was lost (the server may be restarting); try the call again."
-            ) from exc
+            raise UnavailableError(_LOST) from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await pool.release(connection)
 
     async def run(
         self, statement: CheckedStatement, params: Sequence[Any] = (), max_rows: int | None = None
@@ -233,8 +368,11 @@ class Database:
         limits = self.limits
         row_cap = min(max_rows or limits.max_rows, limits.max_rows)
         started = time.perf_counter()
-        async with self._connection() as connection, self._read_only(connection):
+        pool = await self.pool()
+        connection = await self._acquire(pool)
+        try:
             try:
+                await self._begin(connection)
                 result = await self._collect(connection, statement.sql, params, row_cap)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _CONNECTION_LOST):
@@ -245,35 +383,65 @@ class Database:
                     f"A parameter does not fit its placeholder: {exc}. Pass numbers as JSON numbers, "
                     "and dates, times and exact decimals as strings."
                 ) from None
+        except BaseException as exc:
+            # Failed or cancelled: the command is stopped, the transaction rolled back (or the
+            # connection discarded) and the connection released before the error goes on.
+            with anyio.CancelScope(shield=True):
+                await self._end_and_release(pool, connection)
+            if isinstance(exc, _CONNECTION_LOST):
+                raise UnavailableError(_LOST) from exc
+            raise
+        # The answer is complete: its ROLLBACK and the release need not hold it up. The connection
+        # goes back to the pool only once the call has ended; close() waits for those still ending.
+        ending = asyncio.get_running_loop().create_task(self._end_and_release(pool, connection))
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
         result.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         return result
 
     async def _collect(
         self, connection: PoolConnectionProxy[asyncpg.Record], sql: str, params: Sequence[Any], row_cap: int
     ) -> QueryResult:
-        """Rows through a portal, in batches, up to the row cap and the byte budget.
+        """Rows through the unnamed portal, in batches, up to the row cap and the byte budget.
 
-        Extended protocol only; asyncpg caches the prepared statement, so a repeated query binds
-        and executes in one round trip.
+        Extended protocol only. A statement with parameters is likely to come again: it is prepared
+        once (named, in asyncpg's cache), and later calls bind and execute it in one round trip. A
+        literal statement is prepared as the unnamed statement: one Parse/Describe round trip and
+        nothing cached that would have to be closed when evicted. The first batch comes with the
+        Bind; the unnamed portal needs no Close (the ROLLBACK ends it).
         """
         limits = self.limits
-        budget = limits.max_bytes
+        raw, protocol = _private(connection)
+        cached = bool(params)
+        state: Any = await raw._get_statement(sql, None, named=cached, use_cache=cached)
+        attributes: Sequence[Any] = state._get_attributes()
+        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]
+        converters = [
+            column_converter(str(a.type.name), limits.max_cell_chars, str(a.type.schema)) for a in attributes
+        ]
+        wanted = row_cap + 1
+        records, _, done = await protocol.bind_execute(state, params, "", min(wanted, BATCH_ROWS), True, None)
         rows: list[list[JsonValue]] = []
+        budget = limits.max_bytes
+        fetched = 0
         truncated: str | None = None
-        cursor = connection.cursor(sql, *params, prefetch=min(row_cap + 1, BATCH_ROWS)).__aiter__()
-        async for record in cursor:
-            if len(rows) >= row_cap:
-                truncated = f"more than {row_cap} rows"
-                break
-            row = [to_json_value(value, limits.max_cell_chars) for value in record.values()]
-            budget -= len(json.dumps(row, ensure_ascii=False, separators=(",", ":"))) + 1
-            if budget < 0:
+        while True:
+            fetched += len(records)
+            batch = convert_rows(records, converters)
+            over_cap = fetched > row_cap
+            if over_cap:
+                del batch[row_cap - len(rows) :]
+            budget, fits = _within_budget(batch, budget)
+            rows.extend(batch if fits is None else batch[:fits])
+            if fits is not None:
                 truncated = f"more than {limits.max_bytes} bytes of row data"
+            elif over_cap:
+                truncated = f"more than {row_cap} rows"
+            if truncated is not None or done:
                 break
-            rows.append(row)
-        # The statement's description is known once the portal ran, even when it returned no rows.
-        attributes = cursor._state._get_attributes()  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType, reportUnknownVariableType] -- asyncpg exposes column types of a cursor only here
-        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]  # pyright: ignore[reportUnknownVariableType, reportUnknownMemberType, reportUnknownArgumentType] -- see above
+            records, _, done = await protocol.execute(
+                state, "", min(wanted - fetched, BATCH_ROWS), True, None
+            )
         return QueryResult(
             columns=columns, rows=rows, truncated=truncated is not None, truncated_reason=truncated
         )

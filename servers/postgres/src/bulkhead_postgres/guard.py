@@ -14,6 +14,7 @@ process. The JSON path checks stack depth in C, raises a catchable error instead
 times faster. The walk over the tree is iterative and looks at every object and every list in it.
 """
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ __all__ = [
 ]
 
 _Json: TypeAlias = "dict[str, _Json] | list[_Json] | str | int | float | bool | None"
+
+CACHED_VERDICTS = 256
+"""Accepted statements whose verdict is remembered: parsing is most of the guard's cost."""
+
+CACHED_SQL_LENGTH = 4096
+"""Only statements up to this many characters are remembered, so the cache stays small."""
 
 MAX_SQL_LENGTH = 100_000
 """The longest text, in characters, the guard will parse: past it, parsing alone takes a tenth of a
@@ -149,6 +156,15 @@ def check_read_only(sql: str, *, allow_explain_analyze: bool = False) -> Checked
         QueryRejectedError: the text is not exactly one read-only statement, cannot be parsed, or
             calls a denied function; the message says which and what to send instead.
     """
+    if len(sql) <= CACHED_SQL_LENGTH:
+        return _cached_check(sql, allow_explain_analyze)
+    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False)
+
+
+@functools.lru_cache(maxsize=CACHED_VERDICTS)
+def _cached_check(sql: str, allow_explain_analyze: bool) -> CheckedStatement:
+    # Only acceptances are kept (a rejection raises, and lru_cache keeps no exceptions): the
+    # verdict is a pure function of the text, so a repeated statement skips the parse.
     return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False)
 
 

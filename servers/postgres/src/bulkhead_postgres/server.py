@@ -59,15 +59,16 @@ TableName = Annotated[
 Param = str | int | float | bool | None | list[Any] | dict[str, Any]
 
 
-def _output(result: QueryResult) -> QueryOutput:
-    return QueryOutput(
-        columns=[{"name": c.name, "type": c.type} for c in result.columns],
-        rows=result.rows,
-        row_count=len(result.rows),
-        truncated=result.truncated,
-        truncated_reason=result.truncated_reason,
-        elapsed_ms=result.elapsed_ms,
-    )
+def _output(result: QueryResult) -> dict[str, Any]:
+    """The `QueryOutput` fields as plain JSON data (the rows already are), without a model."""
+    return {
+        "columns": [{"name": c.name, "type": c.type} for c in result.columns],
+        "rows": result.rows,
+        "row_count": len(result.rows),
+        "truncated": result.truncated,
+        "truncated_reason": result.truncated_reason,
+        "elapsed_ms": result.elapsed_ms,
+    }
 
 
 def build_server(settings: PostgresSettings, database: Database) -> BulkheadServer:  # noqa: PLR0915 -- one nested function per tool

@@ -6,16 +6,26 @@ strings (JSON has no such numbers), integers beyond 2^53 as strings (JSON reader
 would round them). The text-format types are decoded by PostgreSQL itself (see `TEXT_TYPES`).
 """
 
+import functools
 import ipaddress
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 from asyncpg import Range
 
-__all__ = ["SESSION_SETTINGS", "TEXT_TYPES", "JsonValue", "install_codecs", "to_json_value"]
+__all__ = [
+    "SESSION_SETTINGS",
+    "TEXT_TYPES",
+    "Converter",
+    "JsonValue",
+    "column_converter",
+    "convert_rows",
+    "install_codecs",
+    "to_json_value",
+]
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
@@ -93,3 +103,103 @@ def to_json_value(value: Any, max_chars: int) -> JsonValue:  # noqa: PLR0911, PL
     if isinstance(value, Mapping):
         return {str(key): to_json_value(item, max_chars) for key, item in value.items()}  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType] -- decoded JSON object
     return _cut(str(value), max_chars)
+
+
+Converter = Callable[[Any], JsonValue]
+"""Turns one decoded value of a column into its JSON form."""
+
+_SAME_TYPES = frozenset({"bool", "int2", "int4", "oid"})
+"""Types asyncpg decodes to values that are already exact JSON (or None)."""
+
+_TEXT_LIKE = frozenset({"text", "varchar", "bpchar", "char", "name", "citext", *TEXT_TYPES})
+"""Types that decode to `str` (ours in `TEXT_TYPES` through the text codecs)."""
+
+
+def _same(value: Any) -> JsonValue:
+    return value
+
+
+def _text(value: str | None, max_chars: int) -> JsonValue:
+    if value is None or len(value) <= max_chars:
+        return value
+    return _cut(value, max_chars)
+
+
+def _int8(value: int | None) -> JsonValue:
+    if value is None or -_SAFE_INT <= value <= _SAFE_INT:
+        return value
+    return str(value)
+
+
+def _float(value: float | None) -> JsonValue:
+    if value is None:
+        return None
+    if value != value:  # noqa: PLR0124 -- NaN is the one value not equal to itself
+        return "NaN"
+    if value in (_INF, _NEG_INF):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _array(value: list[Any] | None, element: Converter) -> JsonValue:
+    if value is None:
+        return None
+    # A multi-dimensional array decodes to nested lists.
+    return [_array(item, element) if isinstance(item, list) else element(item) for item in value]  # pyright: ignore[reportUnknownArgumentType] -- decoded array
+
+
+_INF = float("inf")
+_NEG_INF = float("-inf")
+
+
+def column_converter(type_name: str, max_chars: int, schema: str = "pg_catalog") -> Converter:  # noqa: PLR0911 -- one branch per type family
+    """The converter for every value of a column of PostgreSQL type `type_name`, picked once.
+
+    Only built-in types (`pg_catalog`) get a converter of their own; an array of one (`name[]`)
+    gets its element type's converter applied to each element. Anything else goes through
+    `to_json_value`, which looks at each value.
+    """
+    if schema != "pg_catalog":
+        return functools.partial(to_json_value, max_chars=max_chars)
+    if type_name in _SAME_TYPES:
+        return _same
+    if type_name in _TEXT_LIKE:
+        return functools.partial(_text, max_chars=max_chars)
+    if type_name == "int8":
+        return _int8
+    if type_name in ("float4", "float8"):
+        return _float
+    if type_name.endswith("[]") and type_name[:-2] in _SIMPLE_ELEMENTS:
+        return functools.partial(_array, element=column_converter(type_name[:-2], max_chars))
+    return functools.partial(to_json_value, max_chars=max_chars)
+
+
+_SIMPLE_ELEMENTS = _SAME_TYPES | _TEXT_LIKE | {"int8", "float4", "float8"}
+"""Element types whose arrays are converted element by element with their own converter."""
+
+
+def convert_rows(records: Sequence[Sequence[Any]], converters: Sequence[Converter]) -> list[list[JsonValue]]:
+    """Rows of decoded values as JSON arrays, each column through its own converter.
+
+    Columns whose values are already exact JSON are copied as they are, and text columns only
+    checked for length, without a call per cell.
+    """
+    texts: list[tuple[int, int]] = []
+    others: list[tuple[int, Converter]] = []
+    for index, converter in enumerate(converters):
+        bound: Any = converter
+        if isinstance(bound, functools.partial) and bound.func is _text:
+            texts.append((index, int(bound.keywords["max_chars"])))
+        elif converter is not _same:
+            others.append((index, converter))
+    rows: list[list[JsonValue]] = [list(record) for record in records]
+    if not texts and not others:
+        return rows
+    for row in rows:
+        for index, limit in texts:
+            value = row[index]
+            if isinstance(value, str) and len(value) > limit:
+                row[index] = _cut(value, limit)
+        for index, converter in others:
+            row[index] = converter(row[index])
+    return rows

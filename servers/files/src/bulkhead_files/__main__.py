@@ -1,0 +1,3 @@
+from bulkhead_files.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from bulkhead_prompts.cli import main
+
+main()

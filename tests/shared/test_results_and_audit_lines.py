@@ -1,0 +1,79 @@
+"""`structured()` with a dict, and audit records serialised once on their way to a JSON log line."""
+
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+from mcp_types import TextContent
+from pydantic import BaseModel
+
+from bulkhead.audit import AuditLog
+from bulkhead.logging import JsonFormatter
+from bulkhead.results import structured
+
+
+class Point(BaseModel):
+    name: str
+    values: list[int | None]
+
+
+def test_a_dict_result_carries_the_dict_and_one_compact_text_copy() -> None:
+    data = {"name": "café", "values": [1, None], "nested": {"ok": True}}
+    result = structured(data)
+    assert result.structured_content is data
+    assert len(result.content) == 1
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    assert block.text == '{"name":"café","values":[1,null],"nested":{"ok":true}}'
+
+
+def test_a_model_and_the_same_dict_give_the_same_result() -> None:
+    model = Point(name="p", values=[1, None])
+    from_model = structured(model)
+    from_dict = structured(model.model_dump(mode="json"))
+    assert from_model.structured_content == from_dict.structured_content
+    assert [getattr(b, "text", None) for b in from_model.content] == [
+        getattr(b, "text", None) for b in from_dict.content
+    ]
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("bulkhead.audit")
+    logger.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_an_audit_record_becomes_one_flat_json_line_with_level_and_logger(json_lines: io.StringIO) -> None:
+    audit = AuditLog("demo")
+    audit.record(
+        operation="tools/call",
+        target="query",
+        arguments={"sql": "SELECT 'ü'", "password": "hunter2"},
+        outcome="cancelled",
+        started=time.perf_counter(),
+        principal="local",
+        request_id="7",
+        reason="said so",
+    )
+    (line,) = json_lines.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "info"
+    assert record["logger"] == "bulkhead.audit"
+    assert record["server"] == "demo"
+    assert record["outcome"] == "cancelled"
+    assert record["arguments"] == {"sql": "SELECT 'ü'", "password": "[redacted]"}
+    assert record["reason"] == "said so"
+    assert "hunter2" not in line
+    # One object, each key once.
+    assert line.count('"outcome"') == 1
+    assert line.count('"time"') == 1
