@@ -2,9 +2,11 @@
 
 import ipaddress
 
+import anyio
 import pytest
 
-from bulkhead_http.netguard import StaticResolver, SystemResolver, blocked_reason
+from bulkhead_http.netguard import IPAddress, StaticResolver, SystemResolver, blocked_reason
+from tests.http.conftest import api, serving, text_of, tool
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +79,19 @@ async def test_the_system_resolver_resolves_numeric_spellings_like_the_socket_la
     resolver = SystemResolver()
     for spelling in ("2130706433", "0x7f.0.0.1", "127.1", "017700000001"):
         assert [str(a) for a in await resolver.resolve(spelling, 80)] == ["127.0.0.1"]
+
+
+class _Stalled:
+    """A resolver that never answers (a DNS server that has gone away)."""
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        await anyio.Event().wait()
+        return []
+
+
+async def test_a_resolver_that_never_answers_is_bounded_by_the_connect_timeout() -> None:
+    config = api("http://stalled.test/x", [tool("t", "/t")], limits={"connect_timeout": 0.2, "retries": 0})
+    async with serving(config, resolver=_Stalled()) as (client, _):
+        result = await client.call_tool("t", {})
+    assert result.is_error
+    assert "timed out" in text_of(result)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
-from httpcore2 import AnyIOBackend, AsyncNetworkBackend, AsyncNetworkStream, ConnectError
+from httpcore2 import AnyIOBackend, AsyncNetworkBackend, AsyncNetworkStream, ConnectError, ConnectTimeout
 from httpcore2._types import SOCKET_OPTION  # pyright: ignore[reportPrivateImportUsage] -- the interface's own alias
 
 __all__ = [
@@ -200,7 +200,11 @@ class GuardedBackend(AsyncNetworkBackend):
         socket_options: Iterable[SOCKET_OPTION] | None = None,
     ) -> AsyncNetworkStream:
         """Connect to the first reachable checked address of `host` (never to the name)."""
-        addresses = await self.check(host, port)
+        try:
+            with anyio.fail_after(timeout):
+                addresses = await self.check(host, port)
+        except TimeoutError:
+            raise ConnectTimeout(f"resolving {host} took longer than the connect timeout") from None
         last: Exception | None = None
         for address in addresses:
             try:
