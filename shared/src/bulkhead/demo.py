@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -68,16 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("demo: no Bulkhead server is installed (run ./scripts/uv sync --all-packages)\n")
         return 1
     running: list[_Running] = []
+    # All start at once: one after the other, five servers on a busy 2-core machine took longer
+    # than a minute to come up.
+    starting: list[tuple[str, _Running, threading.Event]] = []
     for entry in found:
         server = _start(entry.name, entry.value, extra)
         ready = threading.Event()
         threading.Thread(target=_watch, args=(server, ready), daemon=True).start()
-        if not ready.wait(STARTUP_SECONDS) or server.port is None:
+        starting.append((entry.name, server, ready))
+    deadline = time.monotonic() + STARTUP_SECONDS
+    for name, server, ready in starting:
+        if not ready.wait(max(0.0, deadline - time.monotonic())) or server.port is None:
             # One server that cannot start here (say, no PostgreSQL programs for bulkhead-postgres's
             # embedded database) must not take the others down.
-            sys.stderr.write(
-                f"demo: bulkhead-{entry.name} did not start and is left out; see its log above\n"
-            )
+            sys.stderr.write(f"demo: bulkhead-{name} did not start and is left out; see its log above\n")
             _stop([server])
             continue
         running.append(server)
