@@ -56,6 +56,10 @@ def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     )
 
 
+MAX_REQUEST_HEAD_BYTES = 256 * 1024
+"""Largest request line plus headers the HTTP transports accept."""
+
+
 async def _healthz(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -180,6 +184,11 @@ def _uvicorn_server(server: MCPServer[Any], settings: ServerSettings) -> "uvicor
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         server_header=False,
+        # h11 only enforces its header limit while a request's head is incomplete, so with the
+        # default (16 KiB) a large head was refused or accepted by how the bytes happened to be
+        # split across reads. Above the transport's largest read (256 KiB) a head can never
+        # arrive whole in one read, so the outcome no longer depends on timing.
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     return _Uvicorn(config)
 
