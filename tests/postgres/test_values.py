@@ -85,6 +85,10 @@ async def test_column_wise_and_value_wise_conversion_agree_over_several_batches(
     sql = (
         "SELECT g AS n, g::int8 * 4294967296 * 4096 AS big, 'x' || repeat('y', g % 30) AS label, "
         "g / 3.0::float8 AS ratio, ARRAY[g::text, NULL] AS pair, g % 2 = 0 AS even, "
+        # Mostly finite floats and short-text arrays (kept as decoded), now and then one to change.
+        "CASE g % 50 WHEN 0 THEN 'Infinity'::float8 WHEN 1 THEN 'NaN' WHEN 2 THEN NULL ELSE -g END AS odd, "
+        "ARRAY['a' || g, repeat('z', g % 25)] AS tags, "
+        "CASE WHEN g % 40 = 0 THEN ARRAY[ARRAY['p', 'q']] END AS grid, "
         "(g * 1.5)::numeric AS exact, '{\"k\": 1}'::jsonb AS doc "
         f"FROM generate_series(1, {BATCH_ROWS * 2 + 7}) g"
     )
