@@ -3,6 +3,7 @@
 Through `Database.run` against a real PostgreSQL, so the values are what asyncpg really decodes.
 """
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -119,6 +120,8 @@ async def test_the_byte_budget_cuts_at_the_same_row_whether_it_falls_in_the_firs
             break
         kept += 1
     assert len(result.rows) == kept
+    # The rows' JSON made while measuring them is exactly the kept rows, whole batches or cut.
+    assert result.rows_json == json.dumps(result.rows, ensure_ascii=False, separators=(",", ":"))
     assert result.truncated is (kept < 600)
     if kept < 600:
         assert result.truncated_reason == f"more than {budget} bytes of row data"
