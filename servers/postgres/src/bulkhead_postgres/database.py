@@ -35,7 +35,7 @@ from bulkhead_postgres.values import (
 if TYPE_CHECKING:
     from bulkhead_postgres.settings import PostgresSettings
 
-__all__ = ["Column", "Database", "Limits", "QueryFailedError", "QueryResult"]
+__all__ = ["Column", "Database", "Limits", "QueryFailedError", "QueryResult", "compact_json"]
 
 logger = logging.getLogger("bulkhead_postgres.database")
 
@@ -130,6 +130,11 @@ async def _stop_cancelled_command(connection: PoolConnectionProxy[asyncpg.Record
         wait = min(wait * 2, CANCEL_RESEND_MAX)
 
 
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""`json.dumps(value, ensure_ascii=False, separators=(",", ":"))`, without building an encoder
+per call (a few microseconds each time, several times per query)."""
+
+
 def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int | None, str]:
     """(budget left, None, JSON) when the whole batch fits; else (budget, how many rows fit, JSON).
 
@@ -139,13 +144,13 @@ def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int 
     """
     if not batch:
         return budget, None, ""
-    text = json.dumps(batch, ensure_ascii=False, separators=(",", ":"))
+    text = compact_json(batch)
     size = len(text) - 1
     if size <= budget:
         return budget - size, None, text[1:-1]
     pieces: list[str] = []
     for index, row in enumerate(batch):
-        piece = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+        piece = compact_json(row)
         budget -= len(piece) + 1
         if budget < 0:
             return budget, index, ",".join(pieces)

@@ -14,7 +14,7 @@ from bulkhead.errors import InvalidArgumentError, ResourceNotFoundError
 from bulkhead.errors import NotFoundError as _NotFound
 from bulkhead.results import READ_ONLY, structured
 from bulkhead_postgres.catalog import Catalog
-from bulkhead_postgres.database import Database, QueryResult
+from bulkhead_postgres.database import Database, QueryResult, compact_json
 from bulkhead_postgres.guard import MAX_SQL_LENGTH, CheckedStatement, check_explainable, check_read_only
 from bulkhead_postgres.models import (
     QueryOutput,
@@ -72,10 +72,7 @@ def _output(result: QueryResult) -> CallToolResult:
         "truncated_reason": result.truncated_reason,
         "elapsed_ms": result.elapsed_ms,
     }
-    text = (
-        f'{{"columns":{json.dumps(columns, ensure_ascii=False, separators=(",", ":"))},'
-        f'"rows":{result.rows_json},{json.dumps(tail, ensure_ascii=False, separators=(",", ":"))[1:]}'
-    )
+    text = f'{{"columns":{compact_json(columns)},"rows":{result.rows_json},{compact_json(tail)[1:]}'
     return structured({"columns": columns, "rows": result.rows, **tail}, text=text)
 
 
