@@ -1,6 +1,7 @@
 """bulkhead-postgres through the in-memory client against a real PostgreSQL, as a read-only role."""
 
 import itertools
+import json
 import secrets
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -178,6 +179,25 @@ async def test_every_tool_is_read_only_with_an_output_schema(served: Running, er
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is True
         assert tool.output_schema is not None
+
+
+@pytest.mark.parametrize(
+    ("sql", "arguments"),
+    [
+        ("SELECT g, 'é ☃ \"' || g AS t, NULL AS n FROM generate_series(1, 450) g", {}),
+        ("SELECT g, 'é ☃ \"' || g AS t FROM generate_series(1, 450) g", {"max_rows": 301}),
+        ("SELECT 1 WHERE false", {}),
+    ],
+)
+async def test_a_query_result_text_is_the_compact_json_of_its_structured_content(
+    served: Running, sql: str, arguments: dict[str, Any]
+) -> None:
+    # The text copy is put together from the rows' JSON made for the byte budget, batch by batch.
+    async with connect(served.server, "legacy") as client:
+        result = await client.call_tool("query", {"sql": sql, **arguments})
+    content = data(result)
+    assert text(result) == json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+    assert json.loads(text(result)) == content
 
 
 @pytest.mark.parametrize("era", ERAS)

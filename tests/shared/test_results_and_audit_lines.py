@@ -30,6 +30,13 @@ def test_a_dict_result_carries_the_dict_and_one_compact_text_copy() -> None:
     assert block.text == '{"name":"café","values":[1,null],"nested":{"ok":true}}'
 
 
+def test_a_dict_result_takes_its_text_copy_from_the_caller_when_given() -> None:
+    data = {"rows": [[1, "é"]]}
+    result = structured(data, text='{"rows":[[1,"é"]]}')
+    assert result.structured_content is data
+    assert [getattr(b, "text", None) for b in result.content] == ['{"rows":[[1,"é"]]}']
+
+
 def test_a_model_and_the_same_dict_give_the_same_result() -> None:
     model = Point(name="p", values=[1, None])
     from_model = structured(model)

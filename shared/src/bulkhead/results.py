@@ -21,15 +21,17 @@ READ_ONLY = ToolAnnotations(
 """Annotations for a tool that only reads from a closed system (a directory, a database, files)."""
 
 
-def structured(model: BaseModel | dict[str, Any]) -> CallToolResult:
+def structured(model: BaseModel | dict[str, Any], *, text: str | None = None) -> CallToolResult:
     """A successful result carrying `model` as structured content and as compact JSON text.
 
     A dict is taken as the structured content as it is (it must already be plain JSON data, with
     the wire's field names): a hot path skips building a model only to dump it again. The SDK
-    still validates it against the tool's output schema.
+    still validates it against the tool's output schema. With a dict, `text` may carry its compact
+    JSON (`ensure_ascii=False`, no spaces) when the caller already has it, so it is not made twice.
     """
     if isinstance(model, dict):
-        text = json.dumps(model, ensure_ascii=False, separators=(",", ":"))
+        if text is None:
+            text = json.dumps(model, ensure_ascii=False, separators=(",", ":"))
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=model)
     return CallToolResult(
         content=[TextContent(type="text", text=model.model_dump_json(by_alias=True))],

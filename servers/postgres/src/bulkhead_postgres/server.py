@@ -14,7 +14,7 @@ from bulkhead.errors import InvalidArgumentError, ResourceNotFoundError
 from bulkhead.errors import NotFoundError as _NotFound
 from bulkhead.results import READ_ONLY, structured
 from bulkhead_postgres.catalog import Catalog
-from bulkhead_postgres.database import Database, QueryResult
+from bulkhead_postgres.database import Database, QueryResult, compact_json
 from bulkhead_postgres.guard import MAX_SQL_LENGTH, CheckedStatement, check_explainable, check_read_only
 from bulkhead_postgres.models import (
     QueryOutput,
@@ -59,16 +59,21 @@ TableName = Annotated[
 Param = str | int | float | bool | None | list[Any] | dict[str, Any]
 
 
-def _output(result: QueryResult) -> dict[str, Any]:
-    """The `QueryOutput` fields as plain JSON data (the rows already are), without a model."""
-    return {
-        "columns": [{"name": c.name, "type": c.type} for c in result.columns],
-        "rows": result.rows,
+def _output(result: QueryResult) -> CallToolResult:
+    """The `QueryOutput` fields as plain JSON data (the rows already are), without a model.
+
+    The text copy is the compact JSON of the same data, put together around the rows' JSON that
+    `Database.run` made while it checked the byte budget: the rows are serialised once, not twice.
+    """
+    columns = [{"name": c.name, "type": c.type} for c in result.columns]
+    tail = {
         "row_count": len(result.rows),
         "truncated": result.truncated,
         "truncated_reason": result.truncated_reason,
         "elapsed_ms": result.elapsed_ms,
     }
+    text = f'{{"columns":{compact_json(columns)},"rows":{result.rows_json},{compact_json(tail)[1:]}'
+    return structured({"columns": columns, "rows": result.rows, **tail}, text=text)
 
 
 def build_server(settings: PostgresSettings, database: Database) -> BulkheadServer:  # noqa: PLR0915 -- one nested function per tool
@@ -103,7 +108,7 @@ def build_server(settings: PostgresSettings, database: Database) -> BulkheadServ
         warn()
         checked = await _checked(sql, allow_explain_analyze=settings.allow_explain_analyze)
         cap = min(max_rows or max_rows_cap, max_rows_cap)
-        return structured(_output(await database.run(checked, params or [], cap)))
+        return _output(await database.run(checked, params or [], cap))
 
     @server.tool(annotations=READ_ONLY)
     async def explain(
@@ -126,7 +131,7 @@ def build_server(settings: PostgresSettings, database: Database) -> BulkheadServ
             )
         options = "FORMAT JSON, ANALYZE, BUFFERS" if analyze else "FORMAT JSON"
         checked = check_read_only(f"EXPLAIN ({options}) {inner.sql}", allow_explain_analyze=analyze)
-        return structured(_output(await database.run(checked, [], 1)))
+        return _output(await database.run(checked, [], 1))
 
     @server.tool(annotations=READ_ONLY)
     async def list_schemas() -> Annotated[CallToolResult, SchemaList]:
@@ -177,7 +182,7 @@ def build_server(settings: PostgresSettings, database: Database) -> BulkheadServ
         ref = await catalog.resolve(table)
         # The name comes from the catalog and is quoted; the count travels as a parameter.
         checked = check_read_only(f"SELECT * FROM {ref.sql} LIMIT $1")  # noqa: S608
-        return structured(_output(await database.run(checked, [n], n)))
+        return _output(await database.run(checked, [n], n))
 
     @server.tool(annotations=READ_ONLY)
     async def check_role() -> Annotated[CallToolResult, RoleReport]:

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -178,28 +179,63 @@ _SIMPLE_ELEMENTS = _SAME_TYPES | _TEXT_LIKE | {"int8", "float4", "float8"}
 """Element types whose arrays are converted element by element with their own converter."""
 
 
+@dataclass
+class _Plan:
+    """How `convert_rows` treats each column, worked out once per batch."""
+
+    texts: list[tuple[int, int]] = field(default_factory=list[tuple[int, int]])
+    floats: list[int] = field(default_factory=list[int])
+    text_arrays: list[tuple[int, int, Converter]] = field(default_factory=list[tuple[int, int, Converter]])
+    others: list[tuple[int, Converter]] = field(default_factory=list[tuple[int, Converter]])
+
+
+def _plan(converters: Sequence[Converter]) -> _Plan:
+    plan = _Plan()
+    for index, converter in enumerate(converters):
+        bound: Any = converter
+        partial = isinstance(bound, functools.partial)
+        element: Any = bound.keywords.get("element") if partial else None
+        if partial and bound.func is _text:
+            plan.texts.append((index, int(bound.keywords["max_chars"])))
+        elif converter is _float:
+            plan.floats.append(index)
+        elif partial and isinstance(element, functools.partial) and element.func is _text:
+            plan.text_arrays.append((index, int(element.keywords["max_chars"]), converter))
+        elif converter is not _same:
+            plan.others.append((index, converter))
+    return plan
+
+
 def convert_rows(records: Sequence[Sequence[Any]], converters: Sequence[Converter]) -> list[list[JsonValue]]:
     """Rows of decoded values as JSON arrays, each column through its own converter.
 
-    Columns whose values are already exact JSON are copied as they are, and text columns only
-    checked for length, without a call per cell.
+    Columns whose values are already exact JSON are copied as they are; text columns, float
+    columns and arrays of text are only checked inline (length, finiteness), and a value goes
+    through its converter only when the check finds something to change.
     """
-    texts: list[tuple[int, int]] = []
-    others: list[tuple[int, Converter]] = []
-    for index, converter in enumerate(converters):
-        bound: Any = converter
-        if isinstance(bound, functools.partial) and bound.func is _text:
-            texts.append((index, int(bound.keywords["max_chars"])))
-        elif converter is not _same:
-            others.append((index, converter))
-    rows: list[list[JsonValue]] = [list(record) for record in records]
-    if not texts and not others:
+    plan = _plan(converters)
+    rows: list[list[Any]] = [list(record) for record in records]
+    if not (plan.texts or plan.floats or plan.text_arrays or plan.others):
         return rows
     for row in rows:
-        for index, limit in texts:
+        for index, limit in plan.texts:
             value = row[index]
             if isinstance(value, str) and len(value) > limit:
                 row[index] = _cut(value, limit)
-        for index, converter in others:
+        for index in plan.floats:
+            number = row[index]
+            # False for NaN and both infinities, which become strings.
+            if number is not None and not (_NEG_INF < number < _INF):
+                row[index] = _float(number)
+        for index, limit, converter in plan.text_arrays:
+            items: list[Any] | None = row[index]
+            # The decoded list is this row's own: it stays as it is unless an element is not a
+            # short string (a NULL, a nested dimension, a long text).
+            if items is not None:
+                for item in items:
+                    if item.__class__ is not str or len(item) > limit:
+                        row[index] = converter(items)
+                        break
+        for index, converter in plan.others:
             row[index] = converter(row[index])
     return rows
