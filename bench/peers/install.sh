@@ -19,5 +19,5 @@ if [ -z "$python" ]; then
     echo "postgres-mcp needs Python >= 3.12: set PEERS_PYTHON to one" >&2
     exit 1
 fi
-uv venv --allow-existing --python "$python" .venv
-uv pip sync --python .venv/bin/python requirements.txt
+../../scripts/uv venv --allow-existing --python "$python" .venv
+../../scripts/uv pip sync --python .venv/bin/python requirements.txt
