@@ -289,7 +289,11 @@ class Tree:
         page = entries[offset : offset + limit]
         if not details:
             try:
-                return opened.path, [e.name + _MARK[_entry_kind(e)] for e in page], None, len(entries)
+                names = [
+                    e.name if e.is_file(follow_symlinks=False) else e.name + _MARK[_entry_kind(e)]
+                    for e in page
+                ]
+                return opened.path, names, None, len(entries)
             except OSError:  # an entry without a type that vanished: leave it out, as below
                 pass
         names: list[str] = []
