@@ -454,3 +454,15 @@ def test_remembered_deny_verdicts_match_the_patterns_and_stay_bounded(
         assert matcher(name) == matcher.match(name)
         assert len(matcher.verdicts) <= 4
     assert [matcher(n) for n in names[:7]] == [True, True, True, True, False, False, False]
+
+
+def test_listing_schema_publishes_entries_without_a_per_item_schema_but_the_model_checks_them() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from bulkhead_files.models import DirectoryListing  # noqa: PLC0415
+
+    entries = DirectoryListing.model_json_schema()["properties"]["entries"]
+    assert entries["type"] == "array"
+    assert "items" not in entries
+    with pytest.raises(ValidationError):
+        DirectoryListing.model_validate({"path": "/", "entries": [1], "total": 1})
