@@ -317,7 +317,7 @@ async def one_round(
             )
             for scenario in SCENARIOS:
                 key = (target.key, mode, scenario)
-                if key in tally.failed:
+                if key in tally.failed or scenario not in args.only:
                     continue
                 call = target.calls[scenario]
                 try:
@@ -413,7 +413,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds (fresh server each); medians shown")
     parser.add_argument("--servers", default="bulkhead,node", help="comma-separated subset of the default")
     parser.add_argument("--clients", default="raw,sdk", help="comma-separated subset of raw,sdk")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated subset of the scenarios, by name (such as 'list 1,000' -> list); default all",
+    )
+    args = parser.parse_args(argv)
+    words = [w.strip().lower() for w in args.scenarios.split(",") if w.strip()]
+    args.only = {s for s in SCENARIOS if any(s.lower().startswith(w) for w in words)}
+    if not args.only:
+        parser.error(f"--scenarios: none of {SCENARIOS} starts with {args.scenarios!r}")
+    return args
 
 
 async def run(args: argparse.Namespace, base: Path, errlog: TextIO) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bulkhead.errors import InvalidArgumentError, NotFoundError
-from bulkhead_files.sandbox import Sandbox
+from bulkhead_files.sandbox import NameMatcher, Sandbox
 from bulkhead_files.settings import DEFAULT_DENY
 from tests.files.conftest import SECRET
 
@@ -442,3 +442,27 @@ def test_a_file_swapped_for_a_symlink_while_being_read_never_yields_the_secret(
     # The race really ran: some reads met the file, some met the link.
     assert outcomes.get("read", 0) > 0
     assert outcomes.get("InvalidArgumentError", 0) + outcomes.get("NotFoundError", 0) > 0
+
+
+def test_remembered_deny_verdicts_match_the_patterns_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    matcher = NameMatcher(["*.pem", "id_rsa*", ".env", "sec?et"])
+    monkeypatch.setattr(type(matcher.verdicts), "MAX_VERDICTS", 4)
+    names = ["a.PEM", "id_rsa.pub", ".ENV", "secret", "plain.txt", "pem", "x.pem.txt"] * 3
+    for name in names:
+        assert matcher(name) == matcher.match(name)
+        assert len(matcher.verdicts) <= 4
+    assert [matcher(n) for n in names[:7]] == [True, True, True, True, False, False, False]
+
+
+def test_listing_schema_publishes_entries_without_a_per_item_schema_but_the_model_checks_them() -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from bulkhead_files.models import DirectoryListing  # noqa: PLC0415
+
+    entries = DirectoryListing.model_json_schema()["properties"]["entries"]
+    assert entries["type"] == "array"
+    assert "items" not in entries
+    with pytest.raises(ValidationError):
+        DirectoryListing.model_validate({"path": "/", "entries": [1], "total": 1})

@@ -140,8 +140,8 @@ def build_server(
         tree = await tree_for(ctx)
         scope = {"tool": "list_directory", "path": path, "details": details}
         offset = server.cursors.decode(cursor, scope)
-        shown, names, extra, total = await anyio.to_thread.run_sync(
-            functools.partial(tree.list_directory, path, offset, settings.page_size, details=details)
+        shown, names, extra, total = await tree.list_directory_async(
+            path, offset, settings.page_size, details=details
         )
         end = offset + settings.page_size
         next_cursor = server.cursors.encode(end, scope) if end < total else None

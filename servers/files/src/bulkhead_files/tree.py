@@ -39,6 +39,10 @@ __all__ = [
 INLINE_READ_BYTES = 64 * 1024
 """Reads up to this size run on the event loop; larger ones on a worker thread."""
 
+INLINE_DIR_BYTES = 64 * 1024
+"""Directories whose st_size is at most this (about 1,800 entries on ext4) are listed on the event
+loop: the worker-thread hop cost more than scanning them. Bigger ones go to a worker thread."""
+
 MAX_LINE_CHARS = 400
 """A matching line is returned cut to this many characters."""
 
@@ -222,12 +226,13 @@ _MARK = {"file": "", "directory": "/", "symlink": "@", "other": "|"}
 
 
 def _entry_kind(entry: os.DirEntry[str]) -> str:
-    if entry.is_symlink():
-        return "symlink"
-    if entry.is_dir(follow_symlinks=False):
-        return "directory"
+    # Most entries are regular files: one question answers them (without following links).
     if entry.is_file(follow_symlinks=False):
         return "file"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    if entry.is_symlink():
+        return "symlink"
     return "other"
 
 
@@ -254,25 +259,61 @@ class Tree:
             extra = [{"name": r.path, "type": "directory"} for r in box.roots][offset : offset + limit]
             return "/", names, extra if details else None, len(box.roots)
         with box.open(path, want="dir") as opened:
-            entries = box.scan(opened)
-            names: list[str] = []
-            found: list[dict[str, Any]] = []
-            for entry in entries[offset : offset + limit]:
-                try:
-                    if not details:
-                        names.append(entry.name + _MARK[_entry_kind(entry)])
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
+            return self.list_opened(opened, offset, limit, details=details)
+
+    async def list_directory_async(
+        self, path: str | None, offset: int, limit: int, *, details: bool = False
+    ) -> tuple[str, list[str], list[dict[str, Any]] | None, int]:
+        """`list_directory` without blocking the event loop on big directories.
+
+        Opening runs inline (a few `openat`/`fstat` calls); a directory of at most
+        `INLINE_DIR_BYTES` is scanned inline too, a bigger one (or any, with details: a stat per
+        entry) on a worker thread.
+        """
+        box = self.sandbox
+        if (path is None or path in ("", "/")) and len(box.roots) > 1:
+            return self.list_directory(path, offset, limit, details=details)
+        with box.open(path, want="dir") as opened:
+            if not details and opened.st.st_size <= INLINE_DIR_BYTES:
+                return self.list_opened(opened, offset, limit)
+            # Not abandoned on cancellation, so the descriptor outlives the scan.
+            return await anyio.to_thread.run_sync(
+                functools.partial(self.list_opened, opened, offset, limit, details=details)
+            )
+
+    def list_opened(
+        self, opened: Opened, offset: int, limit: int, *, details: bool = False
+    ) -> tuple[str, list[str], list[dict[str, Any]] | None, int]:
+        """`list_directory` of a directory already open."""
+        entries = self.sandbox.scan(opened)
+        page = entries[offset : offset + limit]
+        if not details:
+            try:
+                names = [
+                    e.name if e.is_file(follow_symlinks=False) else e.name + _MARK[_entry_kind(e)]
+                    for e in page
+                ]
+                return opened.path, names, None, len(entries)
+            except OSError:  # an entry without a type that vanished: leave it out, as below
+                pass
+        names: list[str] = []
+        found: list[dict[str, Any]] = []
+        for entry in page:
+            try:
+                if not details:
+                    names.append(entry.name + _MARK[_entry_kind(entry)])
                     continue
-                kind = _kind(st.st_mode)
-                names.append(entry.name + _MARK[kind])
-                item: dict[str, Any] = {"name": entry.name, "type": kind}
-                if kind == "file":
-                    item["size"] = st.st_size
-                item["modified"] = _iso_second(int(st.st_mtime))
-                found.append(item)
-            return opened.path, names, found if details else None, len(entries)
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            kind = _kind(st.st_mode)
+            names.append(entry.name + _MARK[kind])
+            item: dict[str, Any] = {"name": entry.name, "type": kind}
+            if kind == "file":
+                item["size"] = st.st_size
+            item["modified"] = _iso_second(int(st.st_mtime))
+            found.append(item)
+        return opened.path, names, found if details else None, len(entries)
 
     # -- reading ---------------------------------------------------------------------------------
 
