@@ -41,3 +41,18 @@ async def test_a_redirect_cannot_leave_the_base_path_through_encoded_dot_segment
     assert TOKEN not in text_of(result)
     # Only the redirecting request reached the upstream: the credential never went to the target.
     assert [request["path"] for request in upstream.requests] == ["/bad/redirect"]
+
+
+@pytest.mark.parametrize("value", ["..;", "..;x=1", ".;", "..;jsessionid=abc", "%2e%2e;"])
+async def test_a_path_parameter_cannot_become_a_dot_segment_through_a_path_parameter_suffix(
+    upstream: Upstream, value: str
+) -> None:
+    # Servlet containers (Tomcat, Jetty behind a proxy) cut each segment at `;`: a raw `..;x`
+    # segment is `..` to them, one level above the operation.
+    tools = [tool("item", "/echo/{item}", parameters=[{"name": "item", "in": "path", "required": True}])]
+    async with serving(api(f"{upstream.base}/bad", tools, allow_private_network=True)) as (client, _):
+        result = await client.call_tool("item", {"item": value})
+    assert not result.is_error or "path parameter" in text_of(result)
+    for request in upstream.requests:
+        segment = str(request["raw_path"]).removeprefix("/bad/echo/")
+        assert segment.split(";", 1)[0] not in ("", ".", "..")
