@@ -56,3 +56,43 @@ async def test_a_path_parameter_cannot_become_a_dot_segment_through_a_path_param
     for request in upstream.requests:
         segment = str(request["raw_path"]).removeprefix("/bad/echo/")
         assert segment.split(";", 1)[0] not in ("", ".", "..")
+
+
+def _reflecting(upstream: Upstream, **limits: int) -> dict[str, object]:
+    parameters = [{"name": name, "in": "query", "schema": {"type": "integer"}} for name in ("pad", "status")]
+    return api(
+        f"{upstream.base}/bad",
+        [tool("reflect", "/reflect", parameters=parameters)],
+        allow_private_network=True,
+        auth={"type": "bearer", "env": "UPSTREAM_TOKEN"},
+        limits=limits,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "limits", "cut_at"),
+    [
+        (401, {"max_error_body_chars": 200}, 200),  # an error body cut for the model
+        (200, {"max_text_chars": 200}, 200),  # a text answer cut for the model
+        (200, {"max_response_bytes": 1024}, 1024),  # a body cut at the byte cap while streaming
+    ],
+    ids=["error-body", "text", "byte-cap"],
+)
+@pytest.mark.parametrize("inside", [4, 12, len(TOKEN) - 1])
+async def test_a_cut_through_a_reflected_credential_leaks_no_part_of_it(
+    upstream: Upstream,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    limits: dict[str, int],
+    cut_at: int,
+    inside: int,
+) -> None:
+    monkeypatch.setenv("UPSTREAM_TOKEN", TOKEN)
+    # The model picks the padding so the cut falls `inside` characters into the token.
+    pad = cut_at - len("rejected: Bearer ") - inside
+    async with serving(_reflecting(upstream, **limits)) as (client, _):
+        result = await client.call_tool("reflect", {"pad": pad, "status": status})
+    assert upstream.hits["/bad/reflect"] == 1
+    text = text_of(result)
+    assert "rejected: Bearer " in text
+    assert TOKEN[:4] not in text

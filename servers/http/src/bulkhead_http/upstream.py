@@ -171,10 +171,15 @@ class Upstream:
         self._secrets = sorted({s for s in self._secrets if len(s) >= 4}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """`text` with every form of this API's credential replaced by a marker."""
+        """`text` with every form of this API's credential (or a start of one at its end) replaced."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        # A body cut at the byte cap may end inside the credential: drop that prefix too.
+        for secret in self._secrets:
+            for size in range(len(secret) - 1, 3, -1):
+                if text.endswith(secret[:size]):
+                    return text[:-size] + REDACTED
         return text
 
     async def aclose(self) -> None:
