@@ -93,3 +93,52 @@ async def test_a_narrowed_client_hears_only_about_files_inside_its_own_roots(
             while file_uri(str(main)) not in _updated(inbox):
                 await inbox.next_of(ResourceUpdatedNotification, len(inbox.items))
         assert file_uri(str(guide)) not in _updated(inbox)[1:]
+
+
+BACKTRACKING_GLOBS = [
+    "*a" * 12 + "*b",  # polynomial of degree 12 in `re` against a long name of a's
+    "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*[!a]",
+    "**a" * 10 + "**b",
+]
+
+
+@pytest.mark.parametrize("glob", BACKTRACKING_GLOBS)
+async def test_a_backtracking_glob_stops_at_the_time_limit_and_the_server_keeps_answering(
+    root: Path, sandbox: Sandbox, glob: str
+) -> None:
+    from bulkhead.testing import connect  # noqa: PLC0415
+    from bulkhead_files.server import build_server  # noqa: PLC0415
+    from tests.files.conftest import make_settings  # noqa: PLC0415
+
+    (root / "docs" / ("a" * 200)).write_text("aaa\n")
+    server = build_server(make_settings(root, search_timeout_ms=300), sandbox)
+    async with connect(server) as client:
+        with anyio.fail_after(30):  # `re` held the GIL for hours here: nothing could even time out
+            found = await client.call_tool("find_files", {"glob": glob})
+            searched = await client.call_tool("search_text", {"pattern": "a", "glob": glob})
+            listing = await client.call_tool("list_directory", {"path": "docs"})
+    # Answered in bounded time: finished (the `regex` engine sees some at once) or cut by the limit.
+    assert found.structured_content is not None
+    assert found.structured_content["stopped"] in (None, "time limit reached")
+    assert found.structured_content["paths"] == []
+    assert searched.structured_content is not None
+    assert searched.structured_content["stopped"] in (None, "time limit reached")
+    assert not listing.is_error
+
+
+async def test_globs_with_many_wildcards_still_match_what_they_should(root: Path, sandbox: Sandbox) -> None:
+    from bulkhead.testing import connect  # noqa: PLC0415
+    from bulkhead_files.server import build_server  # noqa: PLC0415
+    from tests.files.conftest import make_settings  # noqa: PLC0415
+
+    server = build_server(make_settings(root), sandbox)
+    async with connect(server) as client:
+        names = await client.call_tool("find_files", {"glob": "*g*i*d*.m?"})
+        paths = await client.call_tool("find_files", {"glob": "s*c/**/m*i*.p*"})
+        text = await client.call_tool("search_text", {"pattern": "pip", "glob": "*u*i*e*"})
+    assert names.structured_content is not None
+    assert names.structured_content["paths"] == [str(root / "docs" / "guide.md")]
+    assert paths.structured_content is not None
+    assert paths.structured_content["paths"] == [str(root / "src" / "pkg" / "main.py")]
+    assert text.structured_content is not None
+    assert [m["path"] for m in text.structured_content["matches"]] == [str(root / "docs" / "guide.md")]
