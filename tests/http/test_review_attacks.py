@@ -96,3 +96,18 @@ async def test_a_cut_through_a_reflected_credential_leaks_no_part_of_it(
     text = text_of(result)
     assert "rejected: Bearer " in text
     assert TOKEN[:4] not in text
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9", "\u2028x", "\u0085x", "\u65e5\u672c", "a\u200bb", "\ud800"])
+async def test_a_header_value_outside_ascii_is_the_model_s_error_not_an_internal_one(
+    upstream: Upstream, value: str
+) -> None:
+    tools = [tool("echo", "/echo", parameters=[{"name": "X-Trace", "in": "header"}])]
+    async with serving(api(f"{upstream.base}/bad", tools, allow_private_network=True)) as (client, _):
+        result = await client.call_tool("echo", {"X-Trace": value})
+        after = await client.call_tool("echo", {"X-Trace": "fine"})
+    assert result.is_error
+    assert "must be ASCII" in text_of(result)
+    assert "Internal error" not in text_of(result)
+    assert not after.is_error
+    assert upstream.hits["/bad/echo"] == 1  # only the second call went out

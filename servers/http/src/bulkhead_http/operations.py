@@ -173,6 +173,13 @@ class Operation:
                     raise InvalidArgumentError(
                         f"header {param.arg!r} must not contain control characters (CR, LF, NUL ...)."
                     )
+                if not text.isascii():
+                    # HTTP sends header values as bytes; httpx encodes them as ASCII and would fail
+                    # deep inside the call (an "internal error" instead of the model's mistake).
+                    raise InvalidArgumentError(
+                        f"header {param.arg!r} must be ASCII text; percent-encode other characters "
+                        "if the API expects them."
+                    )
                 parts.headers[param.name] = text
         parts.path = expand_path(self.path, path_values)
         if self.body_schema is not None and self.body_arg in arguments:
