@@ -98,7 +98,7 @@ async def test_a_cut_through_a_reflected_credential_leaks_no_part_of_it(
     assert TOKEN[:4] not in text
 
 
-@pytest.mark.parametrize("value", ["caf\u00e9", "\u2028x", "\u0085x", "\u65e5\u672c", "a\u200bb", "\ud800"])
+@pytest.mark.parametrize("value", ["caf\u00e9", "\u2028x", "\u0085x", "\u65e5\u672c", "a\u200bb"])
 async def test_a_header_value_outside_ascii_is_the_model_s_error_not_an_internal_one(
     upstream: Upstream, value: str
 ) -> None:
@@ -111,3 +111,32 @@ async def test_a_header_value_outside_ascii_is_the_model_s_error_not_an_internal
     assert "Internal error" not in text_of(result)
     assert not after.is_error
     assert upstream.hits["/bad/echo"] == 1  # only the second call went out
+
+
+@pytest.mark.parametrize("where", ["path", "query", "header", "body"])
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb"])
+async def test_a_lone_surrogate_in_any_argument_is_the_model_s_error_not_an_internal_one(
+    upstream: Upstream, where: str, value: str
+) -> None:
+    parameters = [
+        {"name": "item", "in": "path", "required": True},
+        {"name": "q", "in": "query"},
+        {"name": "X-Trace", "in": "header"},
+    ]
+    body = {"type": "object", "properties": {"note": {"type": "string"}}}
+    tools = [tool("item", "/echo/{item}", method="POST", parameters=parameters, body=body)]
+    arguments: dict[str, object] = {"item": "x"}
+    arguments.update(
+        {
+            "path": {"item": value},
+            "query": {"q": value},
+            "header": {"X-Trace": value},
+            "body": {"body": {"note": value}},
+        }[where]
+    )
+    config = api(f"{upstream.base}/bad", tools, allow_private_network=True, allow_writes=True)
+    async with serving(config) as (client, _):
+        result = await client.call_tool("item", arguments)
+    assert result.is_error
+    assert "lone surrogate" in text_of(result)
+    assert upstream.hits.total() == 0
