@@ -142,3 +142,33 @@ async def test_globs_with_many_wildcards_still_match_what_they_should(root: Path
     assert paths.structured_content["paths"] == [str(root / "src" / "pkg" / "main.py")]
     assert text.structured_content is not None
     assert [m["path"] for m in text.structured_content["matches"]] == [str(root / "docs" / "guide.md")]
+
+
+async def test_a_file_name_that_is_not_utf8_breaks_no_listing_or_search(root: Path, sandbox: Sandbox) -> None:
+    import os  # noqa: PLC0415
+
+    from bulkhead.testing import connect  # noqa: PLC0415
+    from bulkhead_files.server import build_server  # noqa: PLC0415
+    from tests.files.conftest import make_settings  # noqa: PLC0415
+
+    docs = os.path.join(os.fsencode(root), b"docs")
+    for raw in (b"bad\xff.txt", b"\xc3(.txt", b"\xed\xa0\x80.txt"):  # invalid, truncated, encoded surrogate
+        fd = os.open(os.path.join(docs, raw), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"hello from a badly named file\n")
+        os.close(fd)
+    os.mkdir(os.path.join(docs, b"dir\xfe"))
+    server = build_server(make_settings(root), sandbox)
+    async with connect(server) as client:
+        resources = await client.list_resources()
+        listing = await client.call_tool("list_directory", {"path": "docs", "details": True})
+        found = await client.call_tool("find_files", {"glob": "*.txt"})
+        searched = await client.call_tool("search_text", {"pattern": "badly named"})
+    names = sorted(r.name for r in resources.resources)
+    assert "docs/guide.md" in names
+    assert all(name.isprintable() and name.encode() for name in names)
+    assert listing.structured_content is not None
+    assert listing.structured_content["entries"] == ["guide.md", "notes.txt"]
+    assert found.structured_content is not None
+    assert found.structured_content["paths"] == [str(root / "docs" / "notes.txt")]
+    assert searched.structured_content is not None
+    assert searched.structured_content["matches"] == []
