@@ -52,3 +52,26 @@ async def test_templates_too_deep_for_python_fail_cleanly_at_get_and_the_server_
             assert caught.value.error.code == INTERNAL_ERROR  # a reference id; the log has the cause
         fine = await client.get_prompt("fine")
     assert getattr(fine.messages[0].content, "text", "") == "Hi"
+
+
+async def test_a_prompt_file_named_in_bytes_that_are_not_utf8_is_not_served(
+    tmp_path: Path, make_server: ServerFactory
+) -> None:
+    import os  # noqa: PLC0415
+
+    root = tmp_path / "lib"
+    write_prompt(root, "fine.md", {"name": "fine", "description": "x"}, "Hi\n")
+    raw_root = os.fsencode(root)
+    os.mkdir(os.path.join(raw_root, b"dir\xfe"))
+    for raw in (b"bad\xff.md", b"dir\xfe/inner.md"):
+        fd = os.open(os.path.join(raw_root, raw), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"---\ndescription: named after its file\n---\nHello\n")
+        os.close(fd)
+    library = Library(root)
+    library.load_all()
+    library.reload(["bad\udcff.md"])  # as the watcher hands a changed path over
+    async with connect(make_server(root, watch=False)) as client:
+        listed = await client.list_prompts()
+    # A name with lone surrogates cannot be put in any JSON answer: prompts/list would fail for all.
+    assert [prompt.name for prompt in listed.prompts] == ["fine"]
+    assert [spec.name for spec in library.prompts()] == ["fine"]
