@@ -172,3 +172,20 @@ async def test_a_file_name_that_is_not_utf8_breaks_no_listing_or_search(root: Pa
     assert found.structured_content["paths"] == [str(root / "docs" / "notes.txt")]
     assert searched.structured_content is not None
     assert searched.structured_content["matches"] == []
+
+
+@pytest.mark.parametrize("name", ["\ud800", "docs/\udcff.md", "a\udfffb"])
+async def test_a_resource_uri_with_a_lone_surrogate_is_an_unknown_resource(
+    root: Path, sandbox: Sandbox, name: str
+) -> None:
+    from bulkhead.testing import connect  # noqa: PLC0415
+    from bulkhead_files.server import build_server  # noqa: PLC0415
+    from tests.files.conftest import make_settings  # noqa: PLC0415
+
+    async with connect(build_server(make_settings(root), sandbox)) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(f"file://{root}/{name}")
+        fine = await client.read_resource(f"file://{root}/docs/guide.md")
+    assert caught.value.error.code == -32602
+    assert "lone surrogate" in caught.value.error.message
+    assert fine.contents
