@@ -4,6 +4,7 @@ import base64
 import functools
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.context import ServerRequestContext
@@ -115,7 +116,12 @@ def _read_result(found: FileRange) -> CallToolResult:
 
 
 async def _check_subscribe(roots: ClientRoots, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
-    """Subscriptions only to files this connection may read: inside its client's roots, not denied."""
+    """Subscriptions only to files this connection may read: inside its client's roots, not denied.
+
+    Other URIs are accepted as the protocol expects (nothing here ever changes them).
+    """
+    if urlsplit(uri).scheme != "file":
+        return
     try:
         path = path_of(uri)
         if not path.startswith("/"):
