@@ -109,6 +109,12 @@ def _bad_routes(state: Upstream) -> list[Route]:
             }
         )
 
+    async def reflect(request: Request) -> Response:
+        # Like APIs that quote the credential they rejected, after `pad` filler characters.
+        credential = request.headers.get("authorization") or request.query_params.get("api_key", "")
+        text = "x" * int(request.query_params.get("pad", "0")) + f"rejected: {credential} (check it)"
+        return PlainTextResponse(text, status_code=int(request.query_params.get("status", "401")))
+
     async def echo_close(request: Request) -> Response:
         response = await echo(request)
         response.headers["Connection"] = "close"
@@ -128,6 +134,7 @@ def _bad_routes(state: Upstream) -> list[Route]:
         Route("/notfound", not_found),
         Route("/redirect", redirect, methods=["GET", "POST"]),
         Route("/echo-close", echo_close),
+        Route("/reflect", reflect),
         Route("/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         Route("/echo/{rest:path}", echo, methods=["GET", "POST"]),
     ]

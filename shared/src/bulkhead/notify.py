@@ -16,7 +16,7 @@ Server-agnostic: it knows nothing about prompts or files, only which kinds of ch
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +37,15 @@ from mcp.server.subscriptions import (
 from mcp_types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-__all__ = ["ChangeNotifier"]
+__all__ = ["ChangeNotifier", "SubscribeCheck", "UpdateFilter"]
 
 logger = logging.getLogger("bulkhead.notify")
+
+SubscribeCheck = Callable[[ServerRequestContext[Any, Any], str], Awaitable[None]]
+"""Vets a `resources/subscribe` before it is remembered: raises (an `MCPError`) to refuse it."""
+
+UpdateFilter = Callable[[int, str], bool]
+"""Whether the connection (by `id`) may still be told that the resource URI changed."""
 
 SEND_TIMEOUT = 5.0
 """Seconds one connection may take to accept a notification before it is treated as dead."""
@@ -106,6 +112,8 @@ class ChangeNotifier:
         self._peers: dict[int, _Peer] = {}
         self._peers_changed = anyio.Event()
         self._send_timeout = send_timeout
+        self._check_subscribe: SubscribeCheck | None = None
+        self._may_hear: UpdateFilter | None = None
 
     @property
     def bus(self) -> SubscriptionBus:
@@ -130,6 +138,8 @@ class ChangeNotifier:
         resources: bool = False,
         tools: bool = False,
         subscribe: bool = False,
+        check_subscribe: SubscribeCheck | None = None,
+        may_hear: UpdateFilter | None = None,
     ) -> None:
         """Track `server`'s connections and advertise the change notifications it will send.
 
@@ -139,7 +149,12 @@ class ChangeNotifier:
             resources: advertise `resources.listChanged`.
             tools: advertise `tools.listChanged`.
             subscribe: serve `resources/subscribe` and `resources/unsubscribe` (handshake era).
+            check_subscribe: vets each `resources/subscribe` (raise to refuse it).
+            may_hear: asked again before each `resources/updated` goes to a connection, so a
+                subscription made while it was allowed stops once it no longer is.
         """
+        self._check_subscribe = check_subscribe
+        self._may_hear = may_hear
         lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- middleware and handlers live there
         lowlevel.middleware.append(self._track)
         options = NotificationOptions(
@@ -206,6 +221,8 @@ class ChangeNotifier:
     async def _on_subscribe(
         self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams
     ) -> EmptyResult:
+        if self._check_subscribe is not None:
+            await self._check_subscribe(ctx, str(params.uri))
         connection = _connection_of(ctx)
         if connection is not None:
             peer = self._peers.get(id(connection)) or self._add(connection)
@@ -245,7 +262,7 @@ class ChangeNotifier:
         targets = [
             (key, peer.connection)
             for key, peer in list(self._peers.items())
-            if uri is None or uri in peer.uris
+            if uri is None or (uri in peer.uris and (self._may_hear is None or self._may_hear(key, uri)))
         ]
         # Concurrently: a peer that stopped reading holds up only itself, for at most send_timeout.
         async with anyio.create_task_group() as tg:

@@ -14,6 +14,7 @@ from mcp_types import NotificationParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bulkhead.app import BulkheadServer
+from bulkhead.errors import BulkheadError
 from bulkhead_files.sandbox import Sandbox
 
 __all__ = ["ClientRoots", "connection_key"]
@@ -46,6 +47,8 @@ class ClientRoots:
         self.sandbox = sandbox
         self.enabled = enabled
         self._narrowed: OrderedDict[int, Sandbox] = OrderedDict()
+        self._scoped: set[int] = set()
+        """Live connections whose client declared roots: never told about files outside them."""
         if enabled:
             server._lowlevel_server.add_notification_handler(  # pyright: ignore[reportPrivateUsage] -- MCPServer has no public hook for it
                 "notifications/roots/list_changed", NotificationParams, self._changed
@@ -60,6 +63,24 @@ class ClientRoots:
         if self._narrowed.get(key) is narrowed:
             del self._narrowed[key]
             narrowed.close()
+
+    def _forget(self, key: int) -> None:
+        self._scoped.discard(key)
+
+    def may_hear(self, key: int, uri: str) -> bool:
+        """Whether connection `key` may be told that the file behind `uri` changed.
+
+        Only files inside its client's roots; while its roots changed and were not asked again
+        yet (its next request does that), nothing, since the new roots may be narrower.
+        """
+        narrowed = self._narrowed.get(key)
+        if narrowed is None:
+            return key not in self._scoped
+        try:
+            narrowed.locate(unquote(urlsplit(uri).path))
+        except BulkheadError:
+            return False
+        return True
 
     async def sandbox_for(self, ctx: Context[Any, Any] | ServerRequestContext[Any, Any] | None) -> Sandbox:
         """The sandbox for the connection behind `ctx`."""
@@ -97,6 +118,9 @@ class ClientRoots:
         if exit_stack is not None:
             # Forgotten with its connection, so a later connection at the same address starts afresh.
             exit_stack.callback(self._drop, key, narrowed)
+            if key not in self._scoped:
+                self._scoped.add(key)
+                exit_stack.callback(self._forget, key)
         if len(self._narrowed) > _CACHED_CONNECTIONS:
             _, oldest = self._narrowed.popitem(last=False)
             oldest.close()

@@ -42,7 +42,15 @@ def path_of(uri: str) -> str:
         raise ResourceNotFoundError(
             f"Unknown resource: {uri[:200]}. File resources look like file:///absolute/path."
         )
-    return unquote(parts.path)
+    path = unquote(parts.path)
+    if not path.isascii():
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON): no file has that name
+            raise ResourceNotFoundError(
+                f"Unknown resource: {uri[:200]!r} is not valid Unicode text (it holds a lone surrogate)."
+            ) from None
+    return path
 
 
 class _FileReads(MCPServer[Any]):

@@ -185,6 +185,21 @@ class WalkEntry(NamedTuple):
         return "/".join(self.parts)
 
 
+def _unsendable(name: str) -> bool:
+    """A name whose bytes are not UTF-8 (Python spells them as lone surrogates).
+
+    No client can send such a name back and no JSON message can carry it: one of them used to
+    break resources/list, find_files and search_text for the whole tree. Such entries are skipped.
+    """
+    if name.isascii():
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _outside(path: str) -> InvalidArgumentError:
     return InvalidArgumentError(
         f"{path[:200]!r} is outside the directories this server may read; use a path inside one of "
@@ -308,7 +323,7 @@ class Sandbox:
 
     def name_allowed(self, name: str) -> bool:
         """Whether one directory entry name may be listed at all."""
-        if name.startswith(".") and not self.show_hidden:
+        if (name.startswith(".") and not self.show_hidden) or _unsendable(name):
             return False
         return self._deny_name is None or not self._deny_name(name)
 
@@ -525,10 +540,14 @@ class Sandbox:
         deny_name = self._deny_name
         with os.scandir(opened.fd) as it:
             if deny_name is None:
-                entries = [e for e in it if not (hidden and e.name[0] == ".")]
+                entries = [e for e in it if not ((hidden and e.name[0] == ".") or _unsendable(e.name))]
             else:
                 denied = deny_name.verdicts  # a dict: no Python call per name once a name was seen
-                entries = [e for e in it if not ((hidden and e.name[0] == ".") or denied[e.name])]
+                entries = [
+                    e
+                    for e in it
+                    if not ((hidden and e.name[0] == ".") or denied[e.name] or _unsendable(e.name))
+                ]
         if self._deny_path is not None:
             entries = [e for e in entries if self.parts_allowed((*opened.parts, e.name))]
         entries.sort(key=_BY_NAME)
@@ -607,7 +626,11 @@ class Sandbox:
                     budget[0] = -1
                     return
                 name = entry.name
-                if (hidden and name[0] == ".") or (deny_name is not None and deny_name(name)):
+                if (
+                    (hidden and name[0] == ".")
+                    or (deny_name is not None and deny_name(name))
+                    or _unsendable(name)
+                ):
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):

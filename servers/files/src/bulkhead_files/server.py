@@ -4,13 +4,18 @@ import base64
 import functools
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import anyio
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
-from mcp_types import CallToolResult, TextContent
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import Field
 
 from bulkhead.app import BulkheadServer
+from bulkhead.errors import BulkheadError, ResourceNotFoundError
 from bulkhead.notify import ChangeNotifier
 from bulkhead.results import READ_ONLY, structured
 from bulkhead.validation import Cursor
@@ -23,7 +28,7 @@ from bulkhead_files.models import (
     TextMatch,
     TextSearch,
 )
-from bulkhead_files.resources import FilesServer, file_uri, install_resources
+from bulkhead_files.resources import FilesServer, file_uri, install_resources, path_of
 from bulkhead_files.sandbox import MAX_PATH_CHARS, Sandbox
 from bulkhead_files.settings import FilesSettings
 from bulkhead_files.tree import FileRange, Limits, Tree, iso_time
@@ -110,15 +115,38 @@ def _read_result(found: FileRange) -> CallToolResult:
     )
 
 
+async def _check_subscribe(roots: ClientRoots, ctx: ServerRequestContext[Any, Any], uri: str) -> None:
+    """Subscriptions only to files this connection may read: inside its client's roots, not denied.
+
+    Other URIs are accepted as the protocol expects (nothing here ever changes them).
+    """
+    if urlsplit(uri).scheme != "file":
+        return
+    try:
+        path = path_of(uri)
+        if not path.startswith("/"):
+            raise ResourceNotFoundError(f"Unknown resource: {uri[:200]}. Give file:///absolute/path.")
+        (await roots.sandbox_for(ctx)).locate(path)
+    except (BulkheadError, ResourceError) as exc:
+        raise MCPError(INVALID_PARAMS, f"Cannot subscribe: {exc}") from None
+
+
 def build_server(
     settings: FilesSettings, sandbox: Sandbox, notifier: ChangeNotifier | None = None
 ) -> BulkheadServer:
     """The bulkhead-files MCP server over `sandbox`; `notifier` sends its change notifications."""
     notifier = notifier if notifier is not None else ChangeNotifier()
     server = FilesServer(settings, instructions=INSTRUCTIONS, version="0.1.0", subscriptions=notifier.bus)
-    notifier.install(server, resources=True, subscribe=True)
     limits = limits_from(settings)
     roots = ClientRoots(server, sandbox, enabled=settings.client_roots)
+
+    notifier.install(
+        server,
+        resources=True,
+        subscribe=True,
+        check_subscribe=functools.partial(_check_subscribe, roots),
+        may_hear=roots.may_hear,
+    )
 
     async def tree_for(ctx: Context[Any, Any]) -> Tree:
         return Tree(await roots.sandbox_for(ctx), limits)

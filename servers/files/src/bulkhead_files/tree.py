@@ -85,17 +85,52 @@ def _iso_second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def compile_glob(pattern: str) -> tuple[re.Pattern[str], bool]:
+class _TimedPattern:
+    """A glob with many wildcards, matched by `regex` under the search's deadline.
+
+    `*a*a*a*a*a*a*a*a*b` against a long name of a's backtracks for hours in `re`, which holds
+    the GIL while it does: the whole server would freeze. Past the deadline `match` raises
+    `TimeoutError`, which the searches report as their time limit.
+    """
+
+    def __init__(self, source: str, deadline: float) -> None:
+        self._compiled = regex.compile(source, regex.IGNORECASE | regex.DOTALL)
+        self._deadline = deadline
+
+    def match(self, text: str) -> object:
+        """A match object or None, like `re.Pattern.match`; `TimeoutError` past the deadline."""
+        return self._compiled.match(text, timeout=max(self._deadline - time.monotonic(), 0.001))
+
+
+_MAX_PLAIN_STARS = 2
+"""Globs with more runs of `*` than this are matched under a deadline (two keep `re` polynomial)."""
+
+
+def compile_glob(pattern: str, deadline: float | None = None) -> tuple[re.Pattern[str] | _TimedPattern, bool]:
     """(regex, whole_path) for a glob: `*` within a name, `**` across directories, `?`, `[...]`.
 
     A pattern without `/` matches file names; one with `/` matches paths relative to the search
-    start. Matching is case-insensitive.
+    start. Matching is case-insensitive. With a `deadline` (monotonic), a glob with many
+    wildcards is matched with a timeout (`TimeoutError` once it passes).
     """
     text = pattern.strip("/")
     while text.startswith("**/"):
         # `**/x` with no other `/` is the name pattern `x` (at any depth): no path to build per file.
         text = text[3:]
     whole_path = "/" in text
+    source = _translate(text)
+    try:
+        compiled = re.compile(source, re.IGNORECASE | re.DOTALL)
+    except re.error:
+        raise InvalidArgumentError(
+            f"The glob {pattern[:100]!r} is malformed; check its [...] classes."
+        ) from None
+    if deadline is not None and len(re.findall(r"\*+", text)) > _MAX_PLAIN_STARS:
+        return _TimedPattern(source, deadline), whole_path
+    return compiled, whole_path
+
+
+def _translate(text: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -125,12 +160,7 @@ def compile_glob(pattern: str) -> tuple[re.Pattern[str], bool]:
         else:
             out.append(re.escape(ch))
         i += 1
-    try:
-        return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL), whole_path
-    except re.error:
-        raise InvalidArgumentError(
-            f"The glob {pattern[:100]!r} is malformed; check its [...] classes."
-        ) from None
+    return "".join(out) + r"\Z"
 
 
 def _substring(glob: str) -> str | None:
@@ -403,8 +433,8 @@ class Tree:
 
     def find(self, glob: str, path: str | None, offset: int, limit: int) -> Found:
         """Files whose name (or relative path, for a glob with `/`) matches, one page at a time."""
-        pattern, whole_path = compile_glob(glob)
         deadline = time.monotonic() + self.limits.search_timeout
+        pattern, whole_path = compile_glob(glob, deadline)
         budget = [self.limits.max_walk_entries]
         start_depth = 0
         if path is not None and not (path in ("", "/") and len(self.sandbox.roots) > 1):
@@ -418,18 +448,21 @@ class Tree:
             only = lambda name: literal in name.lower()  # noqa: E731 -- the hot path of a name search
         elif not whole_path:
             only = lambda name: pattern.match(name) is not None  # noqa: E731
-        for entry in self._files(path, budget, only, deadline):
-            checked += 1
-            if checked & 15 == 0 and time.monotonic() > deadline:
-                return Found(found, more=True, stopped="time limit reached")
-            if whole_path and not pattern.match("/".join(entry.parts[start_depth:])):
-                continue
-            seen += 1
-            if seen <= offset:
-                continue
-            if len(found) == limit:
-                return Found(found, more=True, stopped=None)
-            found.append(entry.path)
+        try:
+            for entry in self._files(path, budget, only, deadline):
+                checked += 1
+                if checked & 15 == 0 and time.monotonic() > deadline:
+                    return Found(found, more=True, stopped="time limit reached")
+                if whole_path and not pattern.match("/".join(entry.parts[start_depth:])):
+                    continue
+                seen += 1
+                if seen <= offset:
+                    continue
+                if len(found) == limit:
+                    return Found(found, more=True, stopped=None)
+                found.append(entry.path)
+        except TimeoutError:  # a many-wildcard glob ran out of time on one name
+            return Found(found, more=True, stopped="time limit reached")
         if budget[0] < 0:
             timed_out = time.monotonic() > deadline
             return Found(
@@ -453,9 +486,9 @@ class Tree:
             compiled = regex.compile(pattern if is_regex else regex.escape(pattern), flags)
         except regex.error as exc:
             raise InvalidArgumentError(f"The regular expression is invalid: {exc}.") from None
-        name_filter = compile_glob(glob)[0] if glob else None
         limits = self.limits
         deadline = time.monotonic() + limits.search_timeout
+        name_filter = compile_glob(glob, deadline)[0] if glob else None
         budget = [limits.max_walk_entries]
         result = TextHits()
         cap = min(max_matches, limits.max_search_matches)
@@ -463,8 +496,12 @@ class Tree:
             if time.monotonic() > deadline:
                 result.stopped = "time limit reached"
                 return result
-            if name_filter is not None and not name_filter.match(parts[-1]):
-                continue
+            try:
+                if name_filter is not None and not name_filter.match(parts[-1]):
+                    continue
+            except TimeoutError:  # a many-wildcard glob ran out of time on one name
+                result.stopped = "time limit reached"
+                return result
             try:
                 with self.sandbox.open_parts(root, parts, want="file", shown=shown) as opened:
                     if opened.st.st_size > limits.max_search_file_bytes:

@@ -6,6 +6,7 @@ model, not a guard), then turned into a path (checked against the template), que
 and a JSON body. No MCP imports: the server wires these to tools.
 """
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -155,6 +156,14 @@ class Operation:
             prefix = f"argument {where!r}: " if where else ""
             message = str(error.message)  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType] -- jsonschema's stubs
             raise InvalidArgumentError(f"{prefix}{_trim(message)} (see the tool's input schema).")
+        for name, value in arguments.items():
+            try:
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (JSON allows "\ud800") cannot be sent in a URL, header or body.
+                raise InvalidArgumentError(
+                    f"argument {name[:64]!r} is not valid Unicode text (it holds a lone surrogate)."
+                ) from None
         path_values: dict[str, object] = {}
         parts = RequestParts(method=self.method, path="")
         for param in self.params:
@@ -172,6 +181,13 @@ class Operation:
                 if _CONTROL.search(text):
                     raise InvalidArgumentError(
                         f"header {param.arg!r} must not contain control characters (CR, LF, NUL ...)."
+                    )
+                if not text.isascii():
+                    # HTTP sends header values as bytes; httpx encodes them as ASCII and would fail
+                    # deep inside the call (an "internal error" instead of the model's mistake).
+                    raise InvalidArgumentError(
+                        f"header {param.arg!r} must be ASCII text; percent-encode other characters "
+                        "if the API expects them."
                     )
                 parts.headers[param.name] = text
         parts.path = expand_path(self.path, path_values)

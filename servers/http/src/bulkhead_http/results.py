@@ -101,7 +101,8 @@ def to_result(  # noqa: PLR0911, PLR0912 -- one branch per kind of answer, in or
     status = response.status
     if status >= 300:
         body = _decode(response.body, charset) if _is_json(kind) or _is_text(kind) or not kind else ""
-        body = _cut(body.strip(), limits.max_error_body_chars, "body")
+        # Scrubbed before the cut: a cut through the credential would leave a prefix no scrub finds.
+        body = _cut(scrub(body).strip(), limits.max_error_body_chars, "body")
         text = f"The upstream API answered {status} {response.reason} to {_where(response)}."
         if 300 <= status < 400:
             text += " It redirected"
@@ -119,8 +120,7 @@ def to_result(  # noqa: PLR0911, PLR0912 -- one branch per kind of answer, in or
         return error_result(scrub(text))
     if response.truncated:
         if _is_text(kind) and not expects_json:
-            text = _decode(response.body, charset)
-            text = _cut(text, limits.max_text_chars, "text")
+            text = _cut(scrub(_decode(response.body, charset)), limits.max_text_chars, "text")
             return CallToolResult(
                 content=[
                     TextContent(
@@ -143,7 +143,7 @@ def to_result(  # noqa: PLR0911, PLR0912 -- one branch per kind of answer, in or
         try:
             data = json.loads(_decode(response.body, charset))
         except ValueError:
-            snippet = _cut(_decode(response.body, charset), limits.max_error_body_chars, "body")
+            snippet = _cut(scrub(_decode(response.body, charset)), limits.max_error_body_chars, "body")
             return error_result(
                 scrub(
                     f"The upstream API sent invalid JSON for {_where(response)} (status {status}).\n"
@@ -158,7 +158,7 @@ def to_result(  # noqa: PLR0911, PLR0912 -- one branch per kind of answer, in or
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
     if expects_json:
         snippet = (
-            _cut(_decode(response.body, charset), limits.max_error_body_chars, "body")
+            _cut(scrub(_decode(response.body, charset)), limits.max_error_body_chars, "body")
             if _is_text(kind)
             else ""
         )
@@ -169,7 +169,7 @@ def to_result(  # noqa: PLR0911, PLR0912 -- one branch per kind of answer, in or
             )
         )
     if _is_text(kind) or not kind:
-        text = _cut(_decode(response.body, charset), limits.max_text_chars, "text")
+        text = _cut(scrub(_decode(response.body, charset)), limits.max_text_chars, "text")
         return CallToolResult(content=[TextContent(type="text", text=scrub(text))])
     return CallToolResult(
         content=[

@@ -19,7 +19,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import anyio
 import httpcore2
@@ -171,10 +171,15 @@ class Upstream:
         self._secrets = sorted({s for s in self._secrets if len(s) >= 4}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
-        """`text` with every form of this API's credential replaced by a marker."""
+        """`text` with every form of this API's credential (or a start of one at its end) replaced."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        # A body cut at the byte cap may end inside the credential: drop that prefix too.
+        for secret in self._secrets:
+            for size in range(len(secret) - 1, 3, -1):
+                if text.endswith(secret[:size]):
+                    return text[:-size] + REDACTED
         return text
 
     async def aclose(self) -> None:
@@ -303,6 +308,16 @@ class Upstream:
                 f"The upstream API redirected {path} to another origin ({target.scheme}://{target.host}); "
                 "redirects are only followed within the API's own origin, so the call stopped there."
             )
+        # `target.path` is percent-decoded: `/base/%2e%2e/admin` reads as `/base/../admin`, which
+        # servers that decode before normalising serve as `/admin`. Judge every raw segment.
+        raw = target.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+        for segment in raw.split("/"):
+            decoded = unquote(segment)
+            if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+                raise UnavailableError(
+                    f"The upstream API redirected {path} to a path with an encoded dot segment or "
+                    "slash; the call stopped there."
+                )
         if not (target.path + "/").startswith(self.base_path + "/"):
             raise UnavailableError(
                 f"The upstream API redirected {path} outside its base path; the call stopped there."

@@ -1,6 +1,6 @@
 r"""Request URLs built so that no argument can leave its operation.
 
-Each path parameter is percent-encoded as one segment (`/`, `?`, `#`, `%`, `\\` and everything
+Each path parameter is percent-encoded as one segment (`/`, `?`, `#`, `%`, `;`, `\\` and everything
 outside the unreserved set are escaped; `.` and `..` are refused), and the finished path is
 checked against the operation's template before anything is sent. The origin of the finished URL
 must be the API's own: scheme, host and port.
@@ -49,7 +49,8 @@ def expand_path(template: str, values: Mapping[str, object]) -> str:
             raise InvalidArgumentError(
                 f"path parameter {name!r} may not be empty, '.' or '..'; pass the identifier itself."
             )
-        return quote(text, safe="-._~!$&'()*+,;=:@")
+        # `;` too: servlet containers cut a segment at `;` (path parameters), so `..;x` is `..`.
+        return quote(text, safe="-._~!$&'()*+,=:@")
 
     path = _PLACEHOLDER.sub(encode, template)
     if not path_matches(template, path):
@@ -64,7 +65,7 @@ def _pattern(template: str) -> re.Pattern[str]:
     for match in _PLACEHOLDER.finditer(template):
         out += re.escape(template[position : match.start()])
         # One segment of allowed characters: no slash, no raw ? or #, no bare dot segment.
-        out += r"(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,;=:@%]+"
+        out += r"(?!\.{1,2}(?:/|$))[A-Za-z0-9\-._~!$&'()*+,=:@%]+"
         position = match.end()
     return re.compile(out + re.escape(template[position:]) + "$")
 

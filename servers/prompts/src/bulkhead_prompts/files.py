@@ -88,13 +88,26 @@ def read_confined(root: Path, relative: str, max_bytes: int) -> bytes:
         os.close(fd)
 
 
+def _utf8(name: str) -> bool:
+    """Whether a file name is UTF-8 (other bytes come as lone surrogates no JSON message can carry)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_prompt_file(relative: str) -> bool:
     """Whether a path relative to the root is a prompt file: `*.md`, not a README, nothing hidden.
 
     Directories whose name starts with `.` or `_` hold no prompts (`.git/`, `_shared/` for embeds).
+    Names that are not UTF-8 are not prompts: one named after its file stem would make every
+    prompts/list answer impossible to send.
     """
     path = PurePosixPath(relative)
-    if path.suffix.lower() != PROMPT_SUFFIX or path.name.lower() in IGNORED_NAMES:
+    if path.suffix.lower() != PROMPT_SUFFIX or path.name.lower() in IGNORED_NAMES or not _utf8(relative):
         return False
     return not any(part.startswith((".", "_")) for part in path.parts)
 
@@ -103,7 +116,7 @@ def scan(root: Path) -> list[str]:
     """Every prompt file under `root`, relative and sorted. Symlinked directories are not entered."""
     found: list[str] = []
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(name for name in dirnames if not name.startswith((".", "_")))
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith((".", "_")) and _utf8(name))
         base = Path(directory).relative_to(root)
         for name in filenames:
             relative = (base / name).as_posix()

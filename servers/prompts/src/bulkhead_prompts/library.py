@@ -111,7 +111,10 @@ class Library:
             state.problems = [Problem(path, data[: exc.start].count(b"\n") + 1, "is not UTF-8 text")]
             return
         source = source.removeprefix("\ufeff").replace("\r\n", "\n")
-        spec, problems = parse_prompt(self.root, path, source, max_bytes=self.max_file_bytes)
+        try:
+            spec, problems = parse_prompt(self.root, path, source, max_bytes=self.max_file_bytes)
+        except Exception as exc:  # one file that breaks the parser must not stop the library
+            spec, problems = None, [Problem(path, 1, f"cannot be parsed: {type(exc).__name__}")]
         state.problems = problems
         if spec is not None:
             state.good = spec

@@ -244,12 +244,16 @@ class _BodyParser:
             return
         try:
             tree = ENVIRONMENT.parse(source)
+            read, includes = _walk(tree)
         except TemplateSyntaxError as exc:
             self.problems.append(
                 Problem(self.path, self.text_line + (exc.lineno or 1) - 1, f"template syntax: {exc.message}")
             )
             return
-        read, includes = _walk(tree)
+        except RecursionError:
+            # `{{ ((((...)))) }}` a few hundred deep exhausts the parser's stack: one file's problem.
+            self.problems.append(Problem(self.path, self.text_line, "template syntax: nested too deeply"))
+            return
         for line in includes:
             self.problems.append(
                 Problem(
