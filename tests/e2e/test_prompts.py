@@ -5,35 +5,17 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.session import IncomingMessage
 from mcp.client.sse import sse_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, EmbeddedResource, PromptListChangedNotification, TextContent
 
-from bulkhead.testing import MODERN_ERA, http_server, stdio_parameters
+from bulkhead.testing import MODERN_ERA, Inbox, http_server, stdio_parameters
 from tests.prompts.conftest import GREETING, GREETING_BODY, write, write_prompt
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 MODULE = "bulkhead_prompts"
 WAIT = 30
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.changed = 0
-        self._event = anyio.Event()
-
-    async def __call__(self, message: IncomingMessage) -> None:
-        if isinstance(message, PromptListChangedNotification):
-            self.changed += 1
-            self._event.set()
-            self._event = anyio.Event()
-
-    async def wait_for(self, count: int) -> None:
-        with anyio.fail_after(WAIT):
-            while self.changed < count:
-                await self._event.wait()
 
 
 @pytest.fixture
@@ -77,18 +59,18 @@ async def test_the_starter_library_is_served_when_no_library_is_given() -> None:
 
 
 async def test_over_stdio_a_file_write_reaches_a_handshake_client(library: Path) -> None:
-    inbox = Inbox()
+    inbox = Inbox(WAIT)
     async with Client(
         stdio_parameters(MODULE, ["--library", str(library)]), mode="legacy", message_handler=inbox
     ) as client:
         await client.list_prompts()
         write_prompt(library, "new.md", {"name": "new", "description": "New."}, "Hi.\n")
-        await inbox.wait_for(1)
+        await inbox.wait_for(PromptListChangedNotification, 1)
         assert "new" in [p.name for p in (await client.list_prompts()).prompts]
 
 
 async def test_over_http_file_writes_reach_clients_of_both_eras_and_sse(library: Path) -> None:
-    legacy_inbox, sse_inbox = Inbox(), Inbox()
+    legacy_inbox, sse_inbox = Inbox(WAIT), Inbox(WAIT)
     async with (
         http_server(MODULE, ["--library", str(library)]) as server,
         Client(server.mcp_url, mode="legacy", message_handler=legacy_inbox) as legacy,
@@ -100,8 +82,8 @@ async def test_over_http_file_writes_reach_clients_of_both_eras_and_sse(library:
         await sse.list_prompts()
         events = aiter(subscription)
         write_prompt(library, "new.md", {"name": "new", "description": "New."}, "Hi.\n")
-        await legacy_inbox.wait_for(1)
-        await sse_inbox.wait_for(1)
+        await legacy_inbox.wait_for(PromptListChangedNotification, 1)
+        await sse_inbox.wait_for(PromptListChangedNotification, 1)
         with anyio.fail_after(WAIT):
             await anext(events)
         for client in (legacy, sse, modern):

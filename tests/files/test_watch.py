@@ -8,13 +8,12 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.session import IncomingMessage
 from mcp.client.subscriptions import ResourcesListChanged, ResourceUpdated
-from mcp_types import ResourceListChangedNotification, ResourceUpdatedNotification, ServerNotification
+from mcp_types import ResourceListChangedNotification, ResourceUpdatedNotification
 
 from bulkhead.app import BulkheadServer
 from bulkhead.notify import ChangeNotifier
-from bulkhead.testing import MODERN_ERA
+from bulkhead.testing import MODERN_ERA, Inbox
 from bulkhead_files.resources import file_uri
 from bulkhead_files.sandbox import Sandbox
 from bulkhead_files.server import build_server
@@ -22,28 +21,6 @@ from bulkhead_files.watch import Watcher
 from tests.files.conftest import make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-class Inbox:
-    """Notifications a handshake-era client received, with a bounded wait for the next one."""
-
-    def __init__(self) -> None:
-        self.items: list[ServerNotification] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: IncomingMessage) -> None:
-        if not isinstance(message, Exception):
-            self.items.append(message)
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    async def next_of(self, kind: type[ServerNotification], seen: int = 0) -> ServerNotification:
-        with anyio.fail_after(10):
-            while True:
-                for item in self.items[seen:]:
-                    if isinstance(item, kind):
-                        return item
-                await self._changed.wait()
 
 
 async def until_watching(watcher: Watcher, root: Path) -> None:

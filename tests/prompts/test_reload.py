@@ -7,12 +7,11 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.session import IncomingMessage
 from mcp.shared.exceptions import MCPError
-from mcp_types import PromptListChangedNotification, ServerNotification
+from mcp_types import PromptListChangedNotification
 
 from bulkhead.notify import ChangeNotifier
-from bulkhead.testing import MODERN_ERA
+from bulkhead.testing import MODERN_ERA, Inbox
 from bulkhead_prompts.server import PromptsServer
 from bulkhead_prompts.watch import LibraryWatcher
 from tests.prompts.conftest import GREETING, GREETING_BODY, ServerFactory, write, write_prompt
@@ -20,26 +19,6 @@ from tests.prompts.conftest import GREETING, GREETING_BODY, ServerFactory, write
 pytestmark = pytest.mark.anyio
 
 WAIT = 15
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[ServerNotification] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: IncomingMessage) -> None:
-        if not isinstance(message, Exception):
-            self.items.append(message)
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    def count(self) -> int:
-        return sum(isinstance(item, PromptListChangedNotification) for item in self.items)
-
-    async def wait_for(self, count: int) -> None:
-        with anyio.fail_after(WAIT):
-            while self.count() < count:
-                await self._changed.wait()
 
 
 @asynccontextmanager
@@ -67,25 +46,25 @@ async def test_handshake_clients_hear_about_added_changed_and_removed_prompts(
 ) -> None:
     root = tmp_path / "lib"
     write_prompt(root, "greet.md", GREETING, GREETING_BODY)
-    inbox = Inbox()
+    inbox = Inbox(WAIT)
     async with (
         watched(make_server, root, polling) as (server, _),
         Client(server, mode="legacy", raise_exceptions=False, message_handler=inbox) as client,
     ):
         assert await names(client) == ["greet"]
         write_prompt(root, "new.md", {"name": "new", "description": "Brand new."}, "Hi.\n")
-        await inbox.wait_for(1)
+        await inbox.wait_for(PromptListChangedNotification, 1)
         assert await names(client) == ["greet", "new"]
 
         write_prompt(root, "new.md", {"name": "new", "description": "Changed."}, "Hello.\n")
-        await inbox.wait_for(2)
+        await inbox.wait_for(PromptListChangedNotification, 2)
         listed = (await client.list_prompts()).prompts
         assert listed[1].description == "Changed."
         got = await client.get_prompt("new")
         assert getattr(got.messages[0].content, "text", None) == "Hello."
 
         (root / "new.md").unlink()
-        await inbox.wait_for(3)
+        await inbox.wait_for(PromptListChangedNotification, 3)
         assert await names(client) == ["greet"]
         with pytest.raises(MCPError):
             await client.get_prompt("new")
@@ -117,7 +96,7 @@ async def test_a_broken_edit_keeps_the_last_good_version_serving_until_fixed(
 ) -> None:
     root = tmp_path / "lib"
     write_prompt(root, "greet.md", GREETING, GREETING_BODY)
-    inbox = Inbox()
+    inbox = Inbox(WAIT)
     async with (
         watched(make_server, root) as (server, watcher),
         Client(server, mode="legacy", raise_exceptions=False, message_handler=inbox) as client,
@@ -132,10 +111,10 @@ async def test_a_broken_edit_keeps_the_last_good_version_serving_until_fixed(
         assert any("greet.md:3: front matter is not valid YAML" in r.getMessage() for r in caplog.records)
         result = await client.get_prompt("greet", {"who": "Ada"})
         assert getattr(result.messages[0].content, "text", None) == "Hello Ada, in a warm tone."
-        assert inbox.count() == 0  # nothing served changed
+        assert inbox.count(PromptListChangedNotification) == 0  # nothing served changed
 
         write_prompt(root, "greet.md", GREETING | {"description": "Fixed."}, GREETING_BODY)
-        await inbox.wait_for(1)
+        await inbox.wait_for(PromptListChangedNotification, 1)
         assert server.library.problems == []
         assert (await client.list_prompts()).prompts[0].description == "Fixed."
 
@@ -163,14 +142,14 @@ async def test_a_directory_removed_at_once_takes_its_prompts_with_it(
     write_prompt(root, "greet.md", GREETING, GREETING_BODY)
     for index in range(3):
         write_prompt(root, f"team/p{index}.md", {"name": f"p{index}", "description": "x"}, "Hi.\n")
-    inbox = Inbox()
+    inbox = Inbox(WAIT)
     async with (
         watched(make_server, root) as (server, _),
         Client(server, mode="legacy", raise_exceptions=False, message_handler=inbox) as client,
     ):
         assert len(await names(client)) == 4
         (root / "team").rename(tmp_path / "moved-away")
-        await inbox.wait_for(1)
+        await inbox.wait_for(PromptListChangedNotification, 1)
         assert await names(client) == ["greet"]
 
 

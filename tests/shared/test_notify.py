@@ -7,44 +7,20 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from mcp.client.session import IncomingMessage
 from mcp.client.subscriptions import PromptsListChanged, ResourceUpdated, ToolsListChanged
 from mcp_types import (
     PromptListChangedNotification,
     ResourceListChangedNotification,
     ResourceUpdatedNotification,
-    ServerNotification,
     ToolListChangedNotification,
 )
 
 from bulkhead.app import BulkheadServer
 from bulkhead.notify import ChangeNotifier
 from bulkhead.settings import ServerSettings
-from bulkhead.testing import MODERN_ERA
+from bulkhead.testing import MODERN_ERA, Inbox
 
 pytestmark = pytest.mark.anyio
-
-
-class Inbox:
-    """Notifications a handshake-era client received, with a bounded wait for the next one."""
-
-    def __init__(self) -> None:
-        self.items: list[ServerNotification] = []
-        self._changed = anyio.Event()
-
-    async def __call__(self, message: IncomingMessage) -> None:
-        if not isinstance(message, Exception):
-            self.items.append(message)
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    async def next_of(self, kind: type[ServerNotification], seen: int = 0) -> ServerNotification:
-        with anyio.fail_after(5):
-            while True:
-                for item in self.items[seen:]:
-                    if isinstance(item, kind):
-                        return item
-                await self._changed.wait()
 
 
 @pytest.fixture

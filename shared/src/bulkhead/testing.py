@@ -18,12 +18,52 @@ from typing import Any
 import anyio
 from anyio.abc import Process
 from mcp import Client
+from mcp.client.session import IncomingMessage
 from mcp.client.stdio import StdioServerParameters
 from mcp.server.mcpserver import MCPServer
+from mcp_types import ServerNotification
 
-__all__ = ["HttpServer", "connect", "http_server", "server_environment", "stdio_parameters"]
+__all__ = ["HttpServer", "Inbox", "connect", "http_server", "server_environment", "stdio_parameters"]
 
 MODERN_ERA = "2026-07-28"
+
+
+class Inbox:
+    """The notifications a client received (pass it as the client's message handler).
+
+    The waits are bounded: a notification that never comes fails the test, never hangs it.
+    """
+
+    def __init__(self, timeout: float = 10) -> None:
+        self.items: list[ServerNotification] = []
+        self.timeout = timeout
+        self._changed = anyio.Event()
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        """Keep `message` if it is a notification (the client also hands over exceptions)."""
+        if not isinstance(message, Exception):
+            self.items.append(message)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def count(self, kind: type[ServerNotification]) -> int:
+        """How many notifications of `kind` arrived so far."""
+        return sum(isinstance(item, kind) for item in self.items)
+
+    async def next_of(self, kind: type[ServerNotification], seen: int = 0) -> ServerNotification:
+        """The first notification of `kind` after the first `seen` items, waiting for it."""
+        with anyio.fail_after(self.timeout):
+            while True:
+                for item in self.items[seen:]:
+                    if isinstance(item, kind):
+                        return item
+                await self._changed.wait()
+
+    async def wait_for(self, kind: type[ServerNotification], count: int) -> None:
+        """Wait until `count` notifications of `kind` have arrived."""
+        with anyio.fail_after(self.timeout):
+            while self.count(kind) < count:
+                await self._changed.wait()
 
 
 def connect(server: MCPServer[Any], era: str = "legacy") -> Client:
