@@ -35,16 +35,15 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TextIO, cast
+from typing import Any, Literal, Protocol, TextIO
 
 import anyio
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp_types import TextContent
 
 from procfs import child_pids, cpu_seconds, own_cpu_seconds, peak_rss_mib
+from rawrpc import RawRpc
 from tables import Row, percentile, table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +53,6 @@ INSTALL = "sh bench/peers/install.sh"
 STARTUP_TIMEOUT = 60.0
 CALL_TIMEOUT = 60.0
 STOP_TIMEOUT = 5.0
-MAX_LINE = 64 * 1024 * 1024
 
 SMALL_TEXT = "hello, bulkhead!\n"  # 17 bytes
 BIG_BYTES = 1 << 20
@@ -167,39 +165,14 @@ class SdkCaller:
         return text, result.is_error
 
 
-class RawCaller:
-    def __init__(self, process: Process) -> None:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self.stdin = process.stdin
-        self.stdout = BufferedByteReceiveStream(process.stdout)
-        self.next_id = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.stdin.send(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-
-    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        await self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-        while True:
-            message = json.loads(await self.stdout.receive_until(b"\n", MAX_LINE))
-            if isinstance(message, dict):
-                response = cast("dict[str, Any]", message)
-                if response.get("id") == self.next_id and "method" not in response:
-                    return response
-
+class RawCaller(RawRpc):
     async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[str, bool]:
         with anyio.fail_after(CALL_TIMEOUT):
             response = await self.request("tools/call", {"name": tool, "arguments": arguments})
-        result = response.get("result")
-        if not isinstance(result, dict):
-            return json.dumps(response.get("error")), True
-        fields = cast("dict[str, Any]", result)
-        content = cast("list[dict[str, Any]]", fields.get("content") or [])
-        text = "".join(str(part.get("text", "")) for part in content)
-        if fields.get("structuredContent") is not None:
+        text, is_error, fields = self.tool_text(response)
+        if fields is not None and fields.get("structuredContent") is not None:
             text += json.dumps(fields["structuredContent"])
-        return text, bool(fields.get("isError"))
+        return text, is_error
 
 
 @dataclass
@@ -234,17 +207,7 @@ async def session(target: Target, mode: Mode, errlog: TextIO) -> AsyncGenerator[
     try:
         caller = RawCaller(process)
         with anyio.fail_after(STARTUP_TIMEOUT):
-            answer = await caller.request(
-                "initialize",
-                {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "bulkhead-bench", "version": "0"},
-                },
-            )
-        if "result" not in answer:
-            raise RuntimeError(f"initialize failed: {answer.get('error')}")
-        await caller.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            await caller.initialize("2025-06-18")
         yield Started(caller, process.pid, time.perf_counter() - started_at, started_at)
     finally:
         with anyio.CancelScope(shield=True):

@@ -7,7 +7,6 @@ returns text alone. `raw` is a bare JSON-RPC client (one line out, lines in unti
 shows what the server itself can do, with almost nothing on the client side.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -19,13 +18,13 @@ from typing import Any, Literal, Protocol, TextIO, cast
 
 import anyio
 from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp_types import TextContent
 
 import pgdata
 from procfs import child_pids
+from rawrpc import RawRpc
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = REPO / "bench" / "peers"
@@ -35,7 +34,6 @@ INSTALL = "sh bench/peers/install.sh"
 STARTUP_TIMEOUT = 60.0
 CALL_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-MAX_LINE = 64 * 1024 * 1024
 
 Mode = Literal["sdk", "raw"]
 MODES: dict[Mode, str] = {"sdk": "mcp.Client", "raw": "raw JSON-RPC"}
@@ -168,39 +166,16 @@ async def _sdk(target: Target, errlog: TextIO) -> AsyncGenerator[tuple[Caller, i
 # --- a bare JSON-RPC client ---------------------------------------------------------------------
 
 
-class RawCaller:
+class RawCaller(RawRpc):
     def __init__(self, process: Process, tool: str) -> None:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self.stdin = process.stdin
-        self.stdout = BufferedByteReceiveStream(process.stdout)
+        super().__init__(process)
         self.tool = tool
-        self.next_id = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.stdin.send(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-
-    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send a request; return its response, skipping notifications and the server's requests."""
-        self.next_id += 1
-        await self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
-        while True:
-            line = await self.stdout.receive_until(b"\n", MAX_LINE)
-            message = json.loads(line)
-            if isinstance(message, dict):
-                response = cast("dict[str, Any]", message)
-                if response.get("id") == self.next_id and "method" not in response:
-                    return response
 
     async def call(self, arguments: dict[str, Any]) -> tuple[str, bool]:
         with anyio.fail_after(CALL_TIMEOUT):
             response = await self.request("tools/call", {"name": self.tool, "arguments": arguments})
-        result = response.get("result")
-        if not isinstance(result, dict):
-            return json.dumps(response.get("error")), True
-        fields = cast("dict[str, Any]", result)
-        content = cast("list[dict[str, Any]]", fields.get("content") or [])
-        return "".join(str(part.get("text", "")) for part in content), bool(fields.get("isError"))
+        text, is_error, _ = self.tool_text(response)
+        return text, is_error
 
 
 @asynccontextmanager
@@ -211,17 +186,7 @@ async def _raw(target: Target, errlog: TextIO) -> AsyncGenerator[tuple[Caller, i
     try:
         caller = RawCaller(process, target.tool)
         with anyio.fail_after(STARTUP_TIMEOUT):
-            answer = await caller.request(
-                "initialize",
-                {
-                    "protocolVersion": "2024-11-05",
-                    "capabilities": {},
-                    "clientInfo": {"name": "bulkhead-bench", "version": "0"},
-                },
-            )
-        if "result" not in answer:
-            raise RuntimeError(f"initialize failed: {answer.get('error')}")
-        await caller.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            await caller.initialize("2024-11-05")
         yield caller, process.pid
     finally:
         # Every server here exits when its stdin closes; one that does not is killed.
