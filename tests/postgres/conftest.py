@@ -3,9 +3,13 @@
 The cluster itself (`pg_cluster`, `pg_database`, `fresh_database`) comes from `tests/pg.py`.
 """
 
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib.resources import files
 
+import asyncpg
 import pytest
 
 from tests.pg import PgCluster, PgDatabase, fresh_database
@@ -29,3 +33,56 @@ async def demo_database(pg_cluster: PgCluster) -> AsyncIterator[PgDatabase]:
         finally:
             await connection.close()
         yield database
+
+
+# --------------------------------------------------------------------------------------------
+# A database of its own with a read-only login role
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Shop:
+    """A fresh database and the login role (`reader`) that may only read its `shop` schema."""
+
+    database: PgDatabase
+    reader: str
+
+    @property
+    def reader_dsn(self) -> str:
+        return self.database.cluster.dsn(self.database.name, user=self.reader)
+
+    async def admin(self) -> asyncpg.Connection:
+        return await self.database.connect()
+
+
+@asynccontextmanager
+async def shop_database(
+    pg_cluster: PgCluster, schema: str, extra_grants: Sequence[str] = ()
+) -> AsyncGenerator[Shop]:
+    """`schema` (which creates schema `shop`) in a fresh database, read by a new role.
+
+    `extra_grants` run after the standard ones, with `{reader}` standing for the role's name. At
+    the end the role's sessions are ended, so the database can be dropped.
+    """
+    async with fresh_database(pg_cluster) as database:
+        reader = f"reader_{secrets.token_hex(4)}"
+        connection = await database.connect()
+        try:
+            await connection.execute(schema)
+            await connection.execute(f"CREATE ROLE {reader} LOGIN")
+            await connection.execute(f'GRANT CONNECT ON DATABASE "{database.name}" TO {reader}')
+            await connection.execute(f"GRANT USAGE ON SCHEMA shop TO {reader}")
+            await connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {reader}")
+            await connection.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {reader}")
+            for grant in extra_grants:
+                await connection.execute(grant.format(reader=reader))
+        finally:
+            await connection.close()
+        yield Shop(database, reader)
+        admin = await asyncpg.connect(pg_cluster.dsn())
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", reader
+            )
+        finally:
+            await admin.close()

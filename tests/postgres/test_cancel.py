@@ -14,7 +14,6 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ from bulkhead_postgres.guard import check_read_only
 from bulkhead_postgres.runtime import running
 from bulkhead_postgres.server import build_server
 from bulkhead_postgres.settings import PostgresSettings
-from tests.pg import PgCluster, PgDatabase, fresh_database
+from tests.pg import PgCluster
+from tests.postgres.conftest import Shop, shop_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -50,38 +50,10 @@ ANALYZE;
 """
 
 
-@dataclass
-class Shop:
-    database: PgDatabase
-    reader: str
-
-    @property
-    def reader_dsn(self) -> str:
-        return self.database.cluster.dsn(self.database.name, user=self.reader)
-
-
 @pytest.fixture(scope="module")
 async def shop(pg_cluster: PgCluster) -> AsyncIterator[Shop]:
-    async with fresh_database(pg_cluster) as database:
-        reader = f"reader_{secrets.token_hex(4)}"
-        connection = await database.connect()
-        try:
-            await connection.execute(SCHEMA)
-            await connection.execute(f"CREATE ROLE {reader} LOGIN")
-            await connection.execute(f'GRANT CONNECT ON DATABASE "{database.name}" TO {reader}')
-            await connection.execute(f"GRANT USAGE ON SCHEMA shop TO {reader}")
-            await connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {reader}")
-            await connection.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {reader}")
-        finally:
-            await connection.close()
-        yield Shop(database, reader)
-        admin = await asyncpg.connect(pg_cluster.dsn())
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", reader
-            )
-        finally:
-            await admin.close()
+    async with shop_database(pg_cluster, SCHEMA) as shop:
+        yield shop
 
 
 @pytest.fixture

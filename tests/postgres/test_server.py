@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import asyncpg
 import pytest
 from mcp_types import CallToolResult
 
@@ -19,7 +18,9 @@ from bulkhead_postgres.database import Database, Limits
 from bulkhead_postgres.runtime import running
 from bulkhead_postgres.server import build_server
 from bulkhead_postgres.settings import PostgresSettings
-from tests.pg import PgCluster, PgDatabase, fresh_database
+from tests.pg import PgCluster
+from tests.postgres.conftest import Shop as BaseShop
+from tests.postgres.conftest import shop_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -57,18 +58,7 @@ CREATE FUNCTION public.sneaky_write() RETURNS integer LANGUAGE sql
 """
 
 
-@dataclass
-class Shop:
-    database: PgDatabase
-    reader: str
-
-    @property
-    def reader_dsn(self) -> str:
-        return self.database.cluster.dsn(self.database.name, user=self.reader)
-
-    async def admin(self) -> asyncpg.Connection:
-        return await self.database.connect()
-
+class Shop(BaseShop):
     async def snapshot(self) -> tuple[Any, ...]:
         """A fingerprint of the data, sequences and tables, to prove an attack changed nothing."""
         connection = await self.admin()
@@ -93,33 +83,13 @@ class Shop:
 
 @pytest.fixture(scope="module")
 async def shop(pg_cluster: PgCluster) -> AsyncIterator[Shop]:
-    async with fresh_database(pg_cluster) as database:
-        reader = f"reader_{secrets.token_hex(4)}"
-        connection = await database.connect()
-        try:
-            await connection.execute(SCHEMA)
-            await connection.execute(f"CREATE ROLE {reader} LOGIN")
-            await connection.execute(f'GRANT CONNECT ON DATABASE "{database.name}" TO {reader}')
-            await connection.execute(f"GRANT USAGE ON SCHEMA shop TO {reader}")
-            await connection.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {reader}")
-            # Enough rights for the attacks to matter: only the server may stop them.
-            await connection.execute(f"GRANT USAGE, UPDATE ON SEQUENCE shop.counter TO {reader}")
-            await connection.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {reader}")
-            await connection.execute(f"ALTER ROLE {reader} SET default_transaction_read_only = on")
-        finally:
-            await connection.close()
-        yield Shop(database, reader)
-        connection = await pg_cluster_admin(pg_cluster)
-        try:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", reader
-            )
-        finally:
-            await connection.close()
-
-
-async def pg_cluster_admin(cluster: PgCluster) -> asyncpg.Connection:
-    return await asyncpg.connect(cluster.dsn())
+    # Enough rights for the attacks to matter: only the server may stop them.
+    grants = (
+        "GRANT USAGE, UPDATE ON SEQUENCE shop.counter TO {reader}",
+        "ALTER ROLE {reader} SET default_transaction_read_only = on",
+    )
+    async with shop_database(pg_cluster, SCHEMA, grants) as shop:
+        yield Shop(shop.database, shop.reader)
 
 
 def make_settings(**overrides: Any) -> PostgresSettings:
