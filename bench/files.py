@@ -43,7 +43,7 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment, std
 from mcp_types import TextContent
 
 from procfs import child_pids, cpu_seconds, own_cpu_seconds, peak_rss_mib
-from rawrpc import RawRpc
+from rawrpc import RawRpc, stop
 from tables import Row, percentile, table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -210,15 +210,7 @@ async def session(target: Target, mode: Mode, errlog: TextIO) -> AsyncGenerator[
             await caller.initialize("2025-06-18")
         yield Started(caller, process.pid, time.perf_counter() - started_at, started_at)
     finally:
-        with anyio.CancelScope(shield=True):
-            if process.stdin is not None:
-                await process.stdin.aclose()
-            with anyio.move_on_after(STOP_TIMEOUT):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            await process.aclose()
+        await stop(process, STOP_TIMEOUT)
 
 
 async def checked(caller: Caller, call: Call) -> float:

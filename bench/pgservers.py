@@ -24,7 +24,7 @@ from mcp_types import TextContent
 
 import pgdata
 from procfs import child_pids
-from rawrpc import RawRpc
+from rawrpc import RawRpc, stop
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = REPO / "bench" / "peers"
@@ -190,12 +190,4 @@ async def _raw(target: Target, errlog: TextIO) -> AsyncGenerator[tuple[Caller, i
         yield caller, process.pid
     finally:
         # Every server here exits when its stdin closes; one that does not is killed.
-        with anyio.CancelScope(shield=True):
-            if process.stdin is not None:
-                await process.stdin.aclose()
-            with anyio.move_on_after(STOP_TIMEOUT):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            await process.aclose()
+        await stop(process, STOP_TIMEOUT)

@@ -7,6 +7,7 @@ own cost per call is as small as a client's can be.
 import json
 from typing import Any, cast
 
+import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -62,3 +63,16 @@ class RawRpc:
         content = cast("list[dict[str, Any]]", fields.get("content") or [])
         text = "".join(str(part.get("text", "")) for part in content)
         return text, bool(fields.get("isError")), fields
+
+
+async def stop(process: Process, grace: float) -> None:
+    """End a stdio server: close its stdin, wait up to `grace` seconds, then kill it."""
+    with anyio.CancelScope(shield=True):
+        if process.stdin is not None:
+            await process.stdin.aclose()
+        with anyio.move_on_after(grace):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.aclose()

@@ -69,3 +69,9 @@ def text_of(result: CallToolResult) -> str:
 def api(base_url: str, tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """A one-API configuration."""
     return {"apis": [{"name": "test", "base_url": base_url, "tools": tools, **extra}]}
+
+
+def redirecting_api(base_url: str, **extra: Any) -> dict[str, Any]:
+    """One API under `base_url` with a tool `go(to)` that calls `/redirect?to=...`, redirects on."""
+    tools = [tool("go", "/redirect", parameters=[{"name": "to", "in": "query", "required": True}])]
+    return api(base_url, tools, allow_private_network=True, follow_redirects=True, **extra)

@@ -15,7 +15,7 @@ from bulkhead.settings import ConfigError
 from bulkhead_http.config import parse_config
 from bulkhead_http.netguard import StaticResolver, SystemResolver
 from bulkhead_http.runtime import DATA_DIR
-from tests.http.conftest import api, serving, text_of, tool
+from tests.http.conftest import api, redirecting_api, serving, text_of, tool
 from tests.http.upstream import Upstream, running_upstream
 
 pytestmark = pytest.mark.anyio
@@ -172,14 +172,7 @@ async def test_a_same_origin_redirect_is_followed_when_allowed_with_credentials_
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UPSTREAM_TOKEN", TOKEN)
-    tools = [tool("go", "/redirect", parameters=[{"name": "to", "in": "query", "required": True}])]
-    config = api(
-        f"{upstream.base}/bad",
-        tools,
-        allow_private_network=True,
-        follow_redirects=True,
-        auth={"type": "bearer", "env": "UPSTREAM_TOKEN"},
-    )
+    config = redirecting_api(f"{upstream.base}/bad", auth={"type": "bearer", "env": "UPSTREAM_TOKEN"})
     async with serving(config) as (client, _):
         result = await client.call_tool("go", {"to": "/bad/echo?x=1"})
     assert not result.is_error
@@ -204,14 +197,7 @@ async def test_redirects_to_another_origin_or_outside_the_base_path_are_refused(
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
     monkeypatch.setenv("UPSTREAM_TOKEN", TOKEN)
-    tools = [tool("go", "/redirect", parameters=[{"name": "to", "in": "query", "required": True}])]
-    config = api(
-        f"{upstream.base}/bad",
-        tools,
-        allow_private_network=True,
-        follow_redirects=True,
-        auth={"type": "bearer", "env": "UPSTREAM_TOKEN"},
-    )
+    config = redirecting_api(f"{upstream.base}/bad", auth={"type": "bearer", "env": "UPSTREAM_TOKEN"})
     async with running_upstream() as other, serving(config) as (client, _):
         result = await client.call_tool("go", {"to": target.format(port=upstream.port, other=other.port)})
         assert other.hits.total() == 0  # the credential never reached the other server
@@ -222,10 +208,7 @@ async def test_redirects_to_another_origin_or_outside_the_base_path_are_refused(
 
 
 async def test_a_redirect_loop_stops_after_max_redirects(upstream: Upstream) -> None:
-    tools = [tool("go", "/redirect", parameters=[{"name": "to", "in": "query", "required": True}])]
-    config = api(
-        f"{upstream.base}/bad", tools, allow_private_network=True, follow_redirects=True, max_redirects=3
-    )
+    config = redirecting_api(f"{upstream.base}/bad", max_redirects=3)
     loop = "/bad/redirect?to=/bad/redirect%3Fto%3D/bad/redirect"
     async with serving(config) as (client, _):
         result = await client.call_tool("go", {"to": loop})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.http.conftest import api, serving, text_of, tool
+from tests.http.conftest import api, redirecting_api, serving, text_of, tool
 from tests.http.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
@@ -26,14 +26,7 @@ async def test_a_redirect_cannot_leave_the_base_path_through_encoded_dot_segment
     upstream: Upstream, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
     monkeypatch.setenv("UPSTREAM_TOKEN", TOKEN)
-    tools = [tool("go", "/redirect", parameters=[{"name": "to", "in": "query", "required": True}])]
-    config = api(
-        f"{upstream.base}/bad",
-        tools,
-        allow_private_network=True,
-        follow_redirects=True,
-        auth={"type": "bearer", "env": "UPSTREAM_TOKEN"},
-    )
+    config = redirecting_api(f"{upstream.base}/bad", auth={"type": "bearer", "env": "UPSTREAM_TOKEN"})
     async with serving(config) as (client, _):
         result = await client.call_tool("go", {"to": target})
     assert result.is_error
