@@ -208,6 +208,19 @@ async def test_stdout_carries_only_json_rpc_and_every_log_line_goes_to_stderr(tm
     assert any("not a JSON-RPC message" in record.get("message", "") for record in records)
 
 
+@pytest.mark.parametrize(("choice", "loop"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events")])
+async def test_the_server_runs_on_the_event_loop_the_setting_names(
+    tmp_path: Path, choice: str, loop: str
+) -> None:
+    peer = await StdioPeer.start(tmp_path / "stderr.log", "--log-level", "debug", "--event-loop", choice)
+    await peer.handshake()
+    await peer.call("get_user", {"user": "u00001"})
+    await peer.assert_healthy()
+    assert await peer.close_stdin_and_wait() == 0
+    messages = [record.get("message", "") for record in peer.stderr_records()]
+    assert any(message.startswith(f"event loop: {loop}") for message in messages), messages
+
+
 # --- garbage in, a clear error out, the process survives ----------------------------------------
 
 NOT_JSON = [

@@ -8,7 +8,9 @@ own the uvicorn instance so shutdown is prompt: on SIGINT/SIGTERM open `subscrip
 streams are closed first and connections get a short grace period.
 """
 
+import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 import socket
@@ -200,11 +202,22 @@ async def _serve_http(server: MCPServer[Any], settings: ServerSettings) -> None:
 async def _run(
     server: MCPServer[Any], settings: ServerSettings, resources: AbstractAsyncContextManager[Any] | None
 ) -> None:
+    loop = type(asyncio.get_running_loop())
+    logger.debug("event loop: %s.%s", loop.__module__, loop.__qualname__)
     async with resources if resources is not None else contextlib.nullcontext():
         if settings.transport == "stdio":
             await serve_stdio(server)
         else:
             await _serve_http(server, settings)
+
+
+def _use_uvloop(settings: ServerSettings) -> bool:
+    """Whether to run on uvloop: asked for, or `auto` and importable (it is not on Windows)."""
+    if settings.event_loop == "asyncio":
+        return False
+    if settings.event_loop == "uvloop":
+        return True
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def serve(
@@ -217,4 +230,4 @@ def serve(
     `resources` (a database pool, a file watcher) is entered before the transport starts and
     left after it stops.
     """
-    anyio.run(_run, server, settings, resources)
+    anyio.run(_run, server, settings, resources, backend_options={"use_uvloop": _use_uvloop(settings)})

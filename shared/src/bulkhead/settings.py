@@ -188,6 +188,14 @@ class ServerSettings(BaseSettings):
         ),
     )
 
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description=(
+            "Event loop: `uvloop` (libuv, less CPU per request), `asyncio` (the standard library's), "
+            "or `auto`: uvloop where it is installed (Linux and macOS), else asyncio."
+        ),
+    )
+
     @field_validator("audit")
     @classmethod
     def _audit_target(cls, value: str) -> str:
