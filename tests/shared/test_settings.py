@@ -10,6 +10,7 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
+from bulkhead.dsn import check_ports
 from bulkhead.settings import ConfigError, load_settings, parse_token_pairs
 from bulkhead.testing import server_environment
 from bulkhead_users.settings import UsersSettings
@@ -414,3 +415,32 @@ def test_a_mistyped_flag_is_named_without_its_value(capsys: pytest.CaptureFixtur
 def test_the_audit_sink_cannot_be_stdout(sink: str) -> None:
     with pytest.raises(ValidationError, match="protocol channel"):
         UsersSettings(audit=sink)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://reader:secret@127.0.0.1:99999/db",
+        "postgresql://reader:secret@h1:5432,h2:70000/db",
+        "postgresql://reader:secret@h/db?port=0",
+        "postgres://reader:secret@[::1]:65536/db",
+    ],
+)
+def test_a_dsn_port_outside_1_to_65535_is_refused_without_quoting_the_dsn(dsn: str) -> None:
+    with pytest.raises(ValueError, match="port") as raised:
+        check_ports(dsn)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://reader:secret@127.0.0.1:5432/db",
+        "postgresql://reader:secret@[::1]/db",
+        "postgresql://reader:secret@h1,h2:6432/db?port=5432,5433",
+        "postgresql:///db?host=/var/run/postgresql",
+        "host=localhost port=5432 dbname=db",
+    ],
+)
+def test_a_dsn_with_usable_ports_passes_the_port_check(dsn: str) -> None:
+    check_ports(dsn)

@@ -22,6 +22,7 @@ import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from bulkhead.dsn import check_ports
 from bulkhead.errors import BulkheadError, UnavailableError
 from bulkhead_postgres.guard import CheckedStatement
 from bulkhead_postgres.values import (
@@ -254,6 +255,7 @@ class Database:
         if self._target_session_attrs:
             extra["target_session_attrs"] = self._target_session_attrs
         try:
+            check_ports(self.dsn)
             return await asyncpg.create_pool(
                 self.dsn,
                 min_size=1,

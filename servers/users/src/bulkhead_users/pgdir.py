@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from bulkhead.dsn import check_ports
 from bulkhead.errors import UnavailableError
 from bulkhead_users.directory import Page, Query, Record
 from bulkhead_users.fields import ALL_FIELDS, LIST_FIELDS, check_fields
@@ -88,6 +89,7 @@ class PostgresDirectory:
     async def _ensure_pool(self) -> asyncpg.Pool:
         if self._pool is None:
             try:
+                check_ports(self._dsn)
                 pool = await asyncpg.create_pool(
                     self._dsn,
                     min_size=1,
