@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from asyncpg.pool import PoolConnectionProxy
 from bulkhead.dsn import check_ports
 from bulkhead.errors import BulkheadError, UnavailableError
 from bulkhead_postgres.guard import CheckedStatement
+from bulkhead_postgres.literals import Lifted
 from bulkhead_postgres.values import (
     SESSION_SETTINGS,
     JsonValue,
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["Column", "Database", "Limits", "QueryFailedError", "QueryResult", "compact_json"]
 
 logger = logging.getLogger("bulkhead_postgres.database")
+
+REMEMBERED_SHAPES = 256
+"""Lifted query shapes remembered per pool, to tell a repeated shape from a one-off."""
 
 BATCH_ROWS = 200
 """Rows pulled from the portal at a time: memory stays flat however big the table."""
@@ -162,8 +167,11 @@ def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int 
 class QueryFailedError(BulkheadError):
     """PostgreSQL refused or failed the statement; the text carries SQLSTATE, message, hint, position."""
 
-    def __init__(self, error: asyncpg.PostgresError) -> None:
+    def __init__(self, error: asyncpg.PostgresError, lifted: Lifted | None = None) -> None:
         fields = error.as_dict()
+        if lifted is not None and str(fields.get("position", "")).isdigit():
+            # The position is in the text that ran; the caller wrote the literal one.
+            fields["position"] = str(lifted.original_position(int(fields["position"])))
         sqlstate = str(fields.get("sqlstate", "?????"))
         parts = [f"PostgreSQL error {sqlstate}: {fields.get('message', str(error))}."]
         if fields.get("detail"):
@@ -249,6 +257,8 @@ class Database:
         self._ending: set[asyncio.Task[None]] = set()
         # Set when the role was found able to write and the operator allowed it anyway.
         self.privileged = False
+        self._begin_texts = {flag: self._begin_text(custom_plans=flag) for flag in (False, True)}
+        self._shapes: OrderedDict[str, None] = OrderedDict()
 
     async def _connect_pool(self) -> asyncpg.Pool:
         extra: dict[str, Any] = {}
@@ -293,17 +303,39 @@ class Database:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    async def _begin(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+    def _begin_text(self, *, custom_plans: bool) -> str:
         # Our own fixed text with integers from validated settings (never user SQL), so one
         # simple-protocol round trip opens the transaction and sets its limits.
         limits = self.limits
-        idle_ms = int(limits.idle_in_transaction_timeout_ms)
-        await connection.execute(
+        text = (
             "BEGIN READ ONLY; "
             f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
             f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
-            f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+            f"SET LOCAL idle_in_transaction_session_timeout = {int(limits.idle_in_transaction_timeout_ms)}"
         )
+        # A lifted statement (`literals`) is planned for its values on every call, as its literal
+        # text would be, not with a generic plan after a few calls.
+        return f"{text}; SET LOCAL plan_cache_mode = force_custom_plan" if custom_plans else text
+
+    async def _begin(
+        self, connection: PoolConnectionProxy[asyncpg.Record], *, custom_plans: bool = False
+    ) -> None:
+        await connection.execute(self._begin_texts[custom_plans])
+
+    def _repeated_shape(self, lifted: Lifted) -> bool:
+        """Whether `lifted`'s shape ran before (recently): only then is it worth a prepared statement.
+
+        A shape seen once runs as its literal text through the unnamed statement, which needs no
+        Close later; a one-off query gains nothing from being prepared and cached.
+        """
+        shapes = self._shapes
+        if lifted.sql in shapes:
+            shapes.move_to_end(lifted.sql)
+            return True
+        shapes[lifted.sql] = None
+        if len(shapes) > REMEMBERED_SHAPES:
+            shapes.popitem(last=False)
+        return False
 
     @asynccontextmanager
     async def _read_only(self, connection: PoolConnectionProxy[asyncpg.Record]) -> AsyncGenerator[None]:
@@ -385,14 +417,20 @@ class Database:
         started = time.perf_counter()
         pool = await self.pool()
         connection = await self._acquire(pool)
+        lifted = statement.lifted if not params and statement.lifted else None
+        if lifted is not None and not self._repeated_shape(lifted):
+            lifted = None
         try:
             try:
-                await self._begin(connection)
-                result = await self._collect(connection, statement.sql, params, row_cap)
+                await self._begin(connection, custom_plans=lifted is not None)
+                if lifted is None:
+                    result = await self._collect(connection, statement.sql, params, row_cap)
+                else:
+                    result = await self._collect(connection, lifted.sql, lifted.values, row_cap)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _CONNECTION_LOST):
                     raise
-                raise QueryFailedError(exc) from None
+                raise QueryFailedError(exc, lifted) from None
             except (asyncpg.exceptions.DataError, TypeError, ValueError) as exc:
                 raise BulkheadError(
                     f"A parameter does not fit its placeholder: {exc}. Pass numbers as JSON numbers, "

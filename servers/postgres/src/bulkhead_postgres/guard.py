@@ -25,6 +25,7 @@ from pglast.parser import ParseError, comments, parse_sql_json, split
 
 from bulkhead.errors import InvalidArgumentError
 from bulkhead_postgres.denylist import DENIED_FUNCTIONS, denied_reason
+from bulkhead_postgres.literals import Lifted, lift_integers
 
 __all__ = [
     "DENIED_FUNCTIONS",
@@ -131,11 +132,14 @@ class CheckedStatement:
             the comments or white space around it and without a trailing semicolon.
         kind: `"select"` (also `VALUES` and `TABLE`), `"show"` or `"explain"`.
         explain_analyze: whether it is an `EXPLAIN ANALYZE`, which runs the statement it explains.
+        lifted: the same statement with its integer comparands as parameters (`literals`), for a
+            runner that prepares repeated shapes once; None when nothing could be lifted.
     """
 
     sql: str
     kind: Literal["select", "show", "explain"]
     explain_analyze: bool
+    lifted: Lifted | None = None
 
 
 def check_read_only(sql: str, *, allow_explain_analyze: bool = False) -> CheckedStatement:
@@ -158,14 +162,14 @@ def check_read_only(sql: str, *, allow_explain_analyze: bool = False) -> Checked
     """
     if len(sql) <= CACHED_SQL_LENGTH:
         return _cached_check(sql, allow_explain_analyze)
-    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False)
+    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False, lift=False)
 
 
 @functools.lru_cache(maxsize=CACHED_VERDICTS)
 def _cached_check(sql: str, allow_explain_analyze: bool) -> CheckedStatement:
     # Only acceptances are kept (a rejection raises, and lru_cache keeps no exceptions): the
     # verdict is a pure function of the text, so a repeated statement skips the parse.
-    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False)
+    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False, lift=True)
 
 
 def check_explainable(sql: str) -> CheckedStatement:
@@ -183,18 +187,21 @@ def check_explainable(sql: str) -> CheckedStatement:
     Raises:
         QueryRejectedError: the text is not one read-only statement that can be explained.
     """
-    return _check(sql, allow_explain_analyze=False, explainable=True)
+    return _check(sql, allow_explain_analyze=False, explainable=True, lift=False)
 
 
-def _check(sql: str, *, allow_explain_analyze: bool, explainable: bool) -> CheckedStatement:
+def _check(sql: str, *, allow_explain_analyze: bool, explainable: bool, lift: bool) -> CheckedStatement:
     text, offset = _only_statement(sql)
     serialised = _serialise(sql, text, offset)
     node_type, fields = _only_entry(_field(_load(serialised), "stmt"))
     kind: Literal["select", "show", "explain"]
     analyze = False
+    lifted: Lifted | None = None
     if node_type == "SelectStmt":
         kind = "select"
         _inspect(fields)
+        if lift:
+            lifted = lift_integers(text, fields)
     elif node_type == "VariableShowStmt":
         if explainable:
             raise _rejected("SHOW cannot be explained; pass a SELECT, VALUES or TABLE statement")
@@ -220,7 +227,9 @@ def _check(sql: str, *, allow_explain_analyze: bool, explainable: bool) -> Check
         reason = _STATEMENT_REASONS.get(node_type, _SCHEMA_CHANGE)
         label = _WRITES.get(node_type) or _first_word(text)
         raise _rejected(f"{label} is not allowed: {reason}; {_ALLOWED}")
-    return CheckedStatement(_without_trailing_comments(text, serialised), kind, explain_analyze=analyze)
+    return CheckedStatement(
+        _without_trailing_comments(text, serialised), kind, explain_analyze=analyze, lifted=lifted
+    )
 
 
 def _only_statement(sql: str) -> tuple[str, int]:

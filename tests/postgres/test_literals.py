@@ -1,0 +1,183 @@
+"""Integer comparands lifted into parameters: only where meaning cannot change, proven, and invisible.
+
+A lifted statement must return exactly what its literal text returns (rows, column names and
+types, errors and their positions), and a refused statement stays refused.
+"""
+
+import json
+
+import pytest
+from pglast.parser import parse_sql_json
+
+from bulkhead_postgres.database import Database, Limits, QueryFailedError
+from bulkhead_postgres.guard import QueryRejectedError, check_read_only
+from bulkhead_postgres.literals import MAX_LIFTED, lift_integers
+from tests.pg import PgDatabase
+
+LIMITS = Limits(5000, 1000, 10_000, max_rows=100, max_bytes=100_000, max_cell_chars=100)
+CAST = "::pg_catalog.int4"
+
+
+def _select(sql: str) -> dict[str, object]:
+    return json.loads(parse_sql_json(sql))["stmts"][0]["stmt"]["SelectStmt"]
+
+
+# --- what is lifted, and what is not ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "lifted", "values"),
+    [
+        ("SELECT * FROM t WHERE id = 42", f"SELECT * FROM t WHERE id = $1{CAST}", (42,)),
+        ("SELECT * FROM t WHERE 42 < id", f"SELECT * FROM t WHERE $1{CAST} < id", (42,)),
+        ("SELECT * FROM t WHERE id=-7", f"SELECT * FROM t WHERE id=$1{CAST}", (-7,)),
+        ("SELECT * FROM t WHERE id = - 7", f"SELECT * FROM t WHERE id = $1{CAST}", (-7,)),
+        (
+            "SELECT a FROM t WHERE a IN (1, 16, 1000) AND b BETWEEN 0 AND 017",
+            f"SELECT a FROM t WHERE a IN ($1{CAST}, $2{CAST}, $3{CAST}) AND b BETWEEN $4{CAST} AND $5{CAST}",
+            (1, 16, 1000, 0, 17),
+        ),
+        (
+            "SELECT * FROM t WHERE NOT (a <> 3) OR t.b >= 4",
+            f"SELECT * FROM t WHERE NOT (a <> $1{CAST}) OR t.b >= $2{CAST}",
+            (3, 4),
+        ),
+        (
+            "SELECT * FROM t WHERE name = 'héllo ✓ ü' AND id = 5",
+            f"SELECT * FROM t WHERE name = 'héllo ✓ ü' AND id = $1{CAST}",
+            (5,),
+        ),
+        (
+            "SELECT 1, x FROM t WHERE x > 2 GROUP BY 1, x ORDER BY 1 LIMIT 3",
+            f"SELECT 1, x FROM t WHERE x > $1{CAST} GROUP BY 1, x ORDER BY 1 LIMIT 3",
+            (2,),
+        ),
+    ],
+)
+def test_integer_comparands_in_the_where_clause_become_typed_parameters(
+    sql: str, lifted: str, values: tuple[int, ...]
+) -> None:
+    result = lift_integers(sql, _select(sql))
+    assert result is not None
+    assert (result.sql, result.values) == (lifted, values)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1",  # no WHERE clause
+        "SELECT * FROM t WHERE id = 1 + 1",  # an expression, not a bare literal
+        "SELECT * FROM t WHERE id + 1 = 2",  # no plain column on either side
+        "SELECT * FROM t WHERE 1 = 1",
+        "SELECT * FROM t WHERE id = 99999999999",  # an int8 literal
+        "SELECT * FROM t WHERE price = 1.5",
+        "SELECT * FROM t WHERE name = '1'",
+        "SELECT * FROM t WHERE id = (SELECT 1)",
+        "SELECT * FROM t WHERE id IN (SELECT id FROM u WHERE u.x = 1)",  # subquery: left alone
+        "SELECT * FROM t WHERE id IN (1, 2.5)",  # one item is not an int4 literal
+        "SELECT * FROM t WHERE id = ANY('{1,2}')",
+        "SELECT * FROM t WHERE id IS DISTINCT FROM 1",
+        "SELECT * FROM t WHERE id LIKE 1",
+        "SELECT a FROM t WHERE a = 1 UNION SELECT 2",  # a set operation
+        "SELECT * FROM t WHERE id = $1",
+        "SELECT * FROM t WHERE id = 0x10",  # PostgreSQL 16 spellings: an older server refuses them
+        "SELECT * FROM t WHERE id IN (1, 1_000)",
+        "SELECT * FROM t WHERE id BETWEEN SYMMETRIC 5 AND 1",
+    ],
+)
+def test_nothing_is_lifted_where_meaning_could_change(sql: str) -> None:
+    assert lift_integers(sql, _select(sql)) is None
+
+
+def test_a_statement_with_too_many_integers_runs_as_written() -> None:
+    many = ", ".join(str(n) for n in range(MAX_LIFTED + 1))
+    sql = f"SELECT * FROM t WHERE id IN ({many})"
+    assert lift_integers(sql, _select(sql)) is None
+    fewer = ", ".join(str(n) for n in range(MAX_LIFTED))
+    assert lift_integers(
+        f"SELECT * FROM t WHERE id IN ({fewer})", _select(f"SELECT * FROM t WHERE id IN ({fewer})")
+    )
+
+
+def test_error_positions_in_the_lifted_text_map_back_to_the_original() -> None:
+    sql = "SELECT * FROM t WHERE a = 10 AND b IN (200, 3) AND c = 'x'"
+    lifted = lift_integers(sql, _select(sql))
+    assert lifted is not None
+    for original_index, character in enumerate(sql):
+        if not character.isdigit():
+            where = lifted.sql.index(sql[original_index:]) if sql[original_index:] in lifted.sql else None
+            if where is not None and lifted.sql[where:] == sql[original_index:]:
+                assert lifted.original_position(where + 1) == original_index + 1
+    # Inside a parameter: the position of the literal it replaced.
+    second = lifted.sql.index("$2")
+    assert lifted.original_position(second + 3) == sql.index("200") + 1
+
+
+def test_the_guard_lifts_only_what_it_accepted() -> None:
+    accepted = check_read_only("SELECT * FROM t WHERE id = 7")
+    assert accepted.lifted is not None
+    assert check_read_only("SHOW search_path").lifted is None
+    assert check_read_only("EXPLAIN SELECT * FROM t WHERE id = 7").lifted is None
+    with pytest.raises(QueryRejectedError):
+        check_read_only("SELECT pg_sleep(1) FROM t WHERE id = 7")
+    with pytest.raises(QueryRejectedError):
+        check_read_only("DELETE FROM t WHERE id = 7")
+
+
+# --- against PostgreSQL: the same answers, the same errors --------------------------------------
+
+SAME_ANSWERS = [
+    "SELECT n, n::int8 AS big, n::int2 AS small, n::numeric AS exact "
+    "FROM generate_series(-3, 30) AS n WHERE n = 7",
+    "SELECT * FROM (SELECT n::int8 AS big FROM generate_series(1, 20) AS n) AS s WHERE big >= 18",
+    "SELECT * FROM (SELECT n::int2 AS small FROM generate_series(1, 20) AS n) AS s WHERE small < 3",
+    "SELECT * FROM (SELECT n::numeric AS exact FROM generate_series(1, 20) AS n) AS s "
+    "WHERE exact BETWEEN 4 AND 6",
+    "SELECT * FROM (SELECT n::float8 AS f FROM generate_series(1, 20) AS n) AS s WHERE f IN (2, 3, 5)",
+    "SELECT n FROM generate_series(-10, 10) AS n WHERE NOT (n <> -4) OR n > 8",
+    "SELECT n % 3 AS k, count(*) FROM generate_series(1, 30) AS n WHERE n > 4 GROUP BY 1 ORDER BY 1",
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_lifted_statement_answers_exactly_as_its_literal_text(pg_database: PgDatabase) -> None:
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    try:
+        for sql in SAME_ANSWERS:
+            statement = check_read_only(sql)
+            assert statement.lifted is not None, sql
+            first = await database.run(statement)  # a new shape runs as written
+            second = await database.run(statement)  # a repeated shape runs prepared
+            assert (second.columns, second.rows, second.rows_json) == (
+                first.columns,
+                first.rows,
+                first.rows_json,
+            )
+        prepared = await database.run(check_read_only("SELECT statement FROM pg_prepared_statements"))
+    finally:
+        await database.close()
+    texts = [str(row[0]) for row in prepared.rows]
+    assert any(CAST in text and "generate_series(-10, 10)" in text for text in texts), texts
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_lifted_statement_fails_with_the_literal_texts_error_and_position(
+    pg_database: PgDatabase,
+) -> None:
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    sql = "SELECT * FROM (SELECT 'a'::text AS name, 1 AS id) AS s WHERE id = 100000 AND name = 5"
+    statement = check_read_only(sql)
+    assert statement.lifted is not None
+    errors: list[str] = []
+    try:
+        for _ in range(3):
+            with pytest.raises(QueryFailedError) as failed:
+                await database.run(statement)
+            errors.append(str(failed.value))
+    finally:
+        await database.close()
+    assert len(set(errors)) == 1, errors
+    assert "42883" in errors[0]
+    assert f"At character {sql.index('name = 5') + 6}" in errors[0]
