@@ -29,6 +29,7 @@ from bulkhead_postgres.guard import CheckedStatement
 from bulkhead_postgres.literals import Lifted
 from bulkhead_postgres.values import (
     SESSION_SETTINGS,
+    Converter,
     JsonValue,
     column_converter,
     convert_rows,
@@ -259,6 +260,7 @@ class Database:
         self.privileged = False
         self._begin_texts = {flag: self._begin_text(custom_plans=flag) for flag in (False, True)}
         self._shapes: OrderedDict[str, None] = OrderedDict()
+        self._descriptions: dict[int, tuple[Any, list[Column], list[Converter]]] = {}
 
     async def _connect_pool(self) -> asyncpg.Pool:
         extra: dict[str, Any] = {}
@@ -387,7 +389,11 @@ class Database:
             connection.terminate()
 
     async def _acquire(self, pool: asyncpg.Pool) -> PoolConnectionProxy[asyncpg.Record]:
-        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+        if (
+            logger.isEnabledFor(logging.DEBUG)
+            and pool.get_idle_size() == 0
+            and pool.get_size() >= pool.get_max_size()
+        ):
             logger.debug("every connection is busy; the call waits for one")
         try:
             return await pool.acquire(timeout=self._connect_timeout)
@@ -467,11 +473,7 @@ class Database:
         raw, protocol = _private(connection)
         cached = bool(params)
         state: Any = await raw._get_statement(sql, None, named=cached, use_cache=cached)
-        attributes: Sequence[Any] = state._get_attributes()
-        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]
-        converters = [
-            column_converter(str(a.type.name), limits.max_cell_chars, str(a.type.schema)) for a in attributes
-        ]
+        columns, converters = self._described(state, remember=cached)
         wanted = row_cap + 1
         records, _, done = await protocol.bind_execute(state, params, "", min(wanted, BATCH_ROWS), True, None)
         rows: list[list[JsonValue]] = []
@@ -505,6 +507,27 @@ class Database:
             truncated_reason=truncated,
             rows_json=f"[{','.join(pieces)}]",
         )
+
+    def _described(self, state: Any, *, remember: bool) -> tuple[list[Column], list[Converter]]:
+        """The columns of a prepared statement and a converter for each.
+
+        Worked out once for a statement in asyncpg's cache: the same state object comes back for
+        the same text.
+        """
+        key = id(state)
+        known = self._descriptions.get(key) if remember else None
+        if known is not None and known[0] is state:
+            return known[1], known[2]
+        attributes: Sequence[Any] = state._get_attributes()
+        columns = [Column(str(a.name), str(a.type.name)) for a in attributes]
+        cut = self.limits.max_cell_chars
+        converters = [column_converter(str(a.type.name), cut, str(a.type.schema)) for a in attributes]
+        if remember:
+            if len(self._descriptions) >= REMEMBERED_SHAPES:
+                self._descriptions.clear()
+            # The state is kept alive with its description, so its id cannot be reused meanwhile.
+            self._descriptions[key] = (state, columns, converters)
+        return columns, converters
 
     async def catalog(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Our own catalog SQL (never user text), under the same read-only transaction and timeouts."""

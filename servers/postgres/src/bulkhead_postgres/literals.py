@@ -21,15 +21,23 @@ no lifting: the statement then runs as written.
 """
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, cast
 
 from pglast.parser import ParseError, parse_sql_json, scan
 
-__all__ = ["MAX_LIFTED", "Lifted", "lift_integers"]
+__all__ = ["MAX_LIFTED", "PROVEN_SHAPES", "Lifted", "lift_integers"]
 
 MAX_LIFTED = 64
 """At most this many constants are lifted from one statement; past it, the statement runs as written."""
+
+PROVEN_SHAPES = 256
+"""Lifted texts whose proof is remembered. Another statement that lifts to the same text differs
+from the proven one only in integer tokens at the lifted places (each checked against the scanner
+and the tree), so the proof holds for it too, and the second parse is skipped."""
+
+_PROVEN: OrderedDict[str, None] = OrderedDict()
 
 _COMPARISONS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">="})
 _CAST = "::pg_catalog.int4"
@@ -210,7 +218,15 @@ def _rewrite(text: str, select: dict[str, Any], constants: list[tuple[int, int]]
         written = end
     pieces.append(text[written:])
     lifted = Lifted("".join(pieces), tuple(value for _, _, value in spans), tuple(moves))
-    return lifted if _same_tree(select, lifted.sql, len(spans)) else None
+    if lifted.sql in _PROVEN:
+        _PROVEN.move_to_end(lifted.sql)
+        return lifted
+    if not _same_tree(select, lifted.sql, len(spans)):
+        return None
+    _PROVEN[lifted.sql] = None
+    if len(_PROVEN) > PROVEN_SHAPES:
+        _PROVEN.popitem(last=False)
+    return lifted
 
 
 def _same_tree(original: dict[str, Any], lifted_sql: str, count: int) -> bool:
