@@ -8,10 +8,12 @@ protocol eras), over stdio and over Streamable HTTP (both eras: handshake-era cl
 notifications/cancelled, 2026-07-28 clients drop the request's response stream).
 """
 
+import contextlib
 import itertools
 import json
 import logging
 import secrets
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,10 +22,11 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
-from mcp_types import CallToolResult
+from mcp_types import CONNECTION_CLOSED, CallToolResult
 
-from bulkhead.testing import connect, http_server, stdio_parameters
+from bulkhead.testing import connect, http_server, server_environment, stdio_parameters
 from bulkhead_postgres.database import BATCH_ROWS, Database, Limits
 from bulkhead_postgres.guard import check_read_only
 from bulkhead_postgres.runtime import running
@@ -354,3 +357,48 @@ async def test_a_call_cancelled_over_http_stops_its_statement(
         await wait_until_stopped(admin, shop, tag)
         await assert_still_serves(client)
     assert (await audit_record(audit, tag))["outcome"] == "cancelled"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct calls", "sdk session"])
+async def test_a_call_still_running_when_stdin_ends_is_answered_connection_closed_and_stopped(
+    shop: Shop, admin: asyncpg.Connection, tmp_path: Path, direct: bool
+) -> None:
+    tag = _tag()
+    flags = [] if direct else ["--no-direct-calls"]
+    env = server_environment(
+        {"BULKHEAD_POSTGRES_DSN": shop.reader_dsn, "BULKHEAD_POSTGRES_STATEMENT_TIMEOUT_MS": str(LONG_MS)}
+    )
+    command = [sys.executable, "-m", "bulkhead_postgres", "--schemas", "shop", "--log-level", "debug", *flags]
+    with (tmp_path / "stderr.log").open("wb") as stderr:
+        process = await anyio.open_process(command, env=env, stderr=stderr)
+    assert process.stdin is not None
+    assert process.stdout is not None
+    initialize = {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    }
+    call = {"name": "query", "arguments": {"sql": running_sql(tag)}}
+    stdout = BufferedByteReceiveStream(process.stdout)
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": initialize}
+    await process.stdin.send(json.dumps(opening).encode() + b"\n")
+    with anyio.fail_after(STOPPED_WITHIN):
+        assert json.loads(await stdout.receive_until(b"\n", 1 << 20))["id"] == 1
+    lines = [
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call},
+    ]
+    await process.stdin.send(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+    await wait_until_running(admin, shop, tag, waiting=False)
+    await process.stdin.aclose()
+    output = b""
+    with anyio.fail_after(STOPPED_WITHIN):
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                output += await stdout.receive()
+        assert await process.wait() == 0
+    await wait_until_stopped(admin, shop, tag)
+    answers = {message.get("id"): message for message in map(json.loads, output.splitlines())}
+    assert answers[2]["error"] == {"code": CONNECTION_CLOSED, "message": "Connection closed"}
+    log = (tmp_path / "stderr.log").read_text()
+    assert ("tools/call 2 (query) is answered directly" in log) == direct

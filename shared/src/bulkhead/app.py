@@ -32,6 +32,7 @@ from mcp_types import (
 from pydantic import AnyUrl
 
 from bulkhead.audit import AuditLog, Outcome
+from bulkhead.direct import REQUEST_ID
 from bulkhead.errors import InternalError, InvalidArgumentError, internal_error_message
 from bulkhead.settings import ServerSettings
 from bulkhead.validation import CursorCodec
@@ -52,7 +53,8 @@ def new_reference() -> str:
 def _principal(context: Context[Any, Any] | None) -> tuple[str, str | None]:
     """(principal, request id) of the request behind `context`."""
     if context is None:
-        return "local", None
+        # A call answered on the stdio wire without the SDK's dispatch (`bulkhead.direct`).
+        return "local", REQUEST_ID.get()
     try:
         request_context = context.request_context
     except ValueError:

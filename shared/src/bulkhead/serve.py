@@ -1,7 +1,9 @@
 """The one module that starts transports: stdio, or Streamable HTTP + legacy SSE in one process.
 
 stdio mode runs the SDK's session on Bulkhead's wire (`bulkhead.stdio`, `bulkhead.wire`:
-non-blocking descriptors on the event loop; POSIX only, so imported only when stdio is served).
+non-blocking descriptors on the event loop; POSIX only, so imported only when stdio is served);
+plain `tools/call` requests are answered on the wire itself (`bulkhead.direct`) unless the
+`direct_calls` setting is off.
 HTTP mode serves `/mcp` (Streamable HTTP, both protocol eras), `/sse` + `/messages/` (the legacy
 HTTP+SSE transport) and `GET /healthz`, behind bearer-token auth and Host/Origin validation. We
 own the uvicorn instance so shutdown is prompt: on SIGINT/SIGTERM open `subscriptions/listen`
@@ -28,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulkhead.auth import BearerTokenMiddleware
+from bulkhead.direct import DirectCalls
 from bulkhead.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -128,7 +131,7 @@ def _close_listen_streams(server: MCPServer[Any]) -> None:
         entry.handler.close()
 
 
-async def serve_stdio(server: MCPServer[Any]) -> None:
+async def serve_stdio(server: MCPServer[Any], *, direct_calls: bool = False) -> None:
     """Serve `server` over this process's stdin and stdout until the client goes or a signal arrives.
 
     The wire is Bulkhead's (`bulkhead.stdio` claims fd 0 and fd 1 and diverts stray prints to
@@ -146,8 +149,14 @@ async def serve_stdio(server: MCPServer[Any]) -> None:
                     tg.cancel_scope.cancel()
 
         tg.start_soon(stop_on_signal)
-        async with stdio_wire() as (read_stream, write_stream):
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        tap = DirectCalls(server) if direct_calls else None
+        async with stdio_wire(tap) as (read_stream, write_stream):
+            try:
+                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            finally:
+                if tap is not None:
+                    with anyio.CancelScope(shield=True):
+                        await tap.close()
         tg.cancel_scope.cancel()
 
 
@@ -206,7 +215,7 @@ async def _run(
     logger.debug("event loop: %s.%s", loop.__module__, loop.__qualname__)
     async with resources if resources is not None else contextlib.nullcontext():
         if settings.transport == "stdio":
-            await serve_stdio(server)
+            await serve_stdio(server, direct_calls=settings.direct_calls)
         else:
             await _serve_http(server, settings)
 

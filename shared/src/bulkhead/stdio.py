@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager
 
-from bulkhead.wire import ReadStream, StdioWriter, fd_wire
+from bulkhead.wire import ReadStream, StdioWriter, WireTap, fd_wire
 
 __all__ = ["stdio_wire"]
 
@@ -82,7 +82,7 @@ def _stdout_diversion() -> int:
 
 
 @asynccontextmanager
-async def stdio_wire() -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
+async def stdio_wire(tap: WireTap | None = None) -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
     """Claim stdin and stdout for the protocol; yield (read stream, write stream) for a session.
 
     While it runs fd 0 reads the null device and fd 1 writes to stderr; on exit the output still
@@ -92,5 +92,5 @@ async def stdio_wire() -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
         _claimed(0, os.O_RDONLY, lambda: os.open(os.devnull, os.O_RDONLY)) as wire_in,
         _claimed(1, os.O_WRONLY, _stdout_diversion) as wire_out,
     ):
-        async with fd_wire(wire_in, wire_out) as streams:
+        async with fd_wire(wire_in, wire_out, tap) as streams:
             yield streams

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Self, TypeAlias
+from typing import Protocol, Self, TypeAlias
 
 import anyio
 import mcp_types
@@ -51,6 +51,8 @@ __all__ = [
     "LineSplitter",
     "ReadStream",
     "StdioWriter",
+    "WireTap",
+    "encode_message",
     "fd_wire",
 ]
 
@@ -83,7 +85,7 @@ def _oversized_error() -> bytes:
         code=INVALID_REQUEST,
         message=f"Invalid Request: the line is longer than {MAX_LINE_BYTES} bytes and was discarded",
     )
-    return _encode(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+    return encode_message(JSONRPCError(jsonrpc="2.0", id=None, error=data))
 
 
 def _garbage_error(exc: ValidationError) -> bytes:
@@ -95,10 +97,24 @@ def _garbage_error(exc: ValidationError) -> bytes:
             code=INVALID_REQUEST,
             message="Invalid Request: the line is not a JSON-RPC 2.0 request, notification or response",
         )
-    return _encode(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+    return encode_message(JSONRPCError(jsonrpc="2.0", id=None, error=data))
 
 
-def _encode(message: mcp_types.JSONRPCMessage) -> bytes:
+class WireTap(Protocol):
+    """Something that sees every message on the wire and may answer some requests itself."""
+
+    def attach(self, writer: "StdioWriter") -> None:
+        """The writer to answer on; called once, before the first message."""
+
+    def inbound(self, message: mcp_types.JSONRPCMessage) -> bool:
+        """A parsed message from the client: True if the tap took it (the session never sees it)."""
+        ...
+
+    def outbound(self, message: mcp_types.JSONRPCMessage) -> None:
+        """A message the session is about to write."""
+
+
+def encode_message(message: mcp_types.JSONRPCMessage) -> bytes:
     """One line of the wire, exactly as the SDK's stdio transport writes it."""
     return message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True) + b"\n"
 
@@ -137,10 +153,11 @@ class StdioWriter:
     instead of growing its memory.
     """
 
-    def __init__(self, fd: int, on_broken: Callable[[], None]) -> None:
+    def __init__(self, fd: int, on_broken: Callable[[], None], tap: WireTap | None = None) -> None:
         self._fd = fd
         self._loop = asyncio.get_running_loop()
         self._on_broken = on_broken
+        self._tap = tap
         self._queue: deque[memoryview] = deque()
         self._queued = 0
         self._pollable = fd >= 0 and _pollable(fd)
@@ -161,7 +178,9 @@ class StdioWriter:
             raise anyio.ClosedResourceError
         if self.broken:
             raise anyio.BrokenResourceError
-        self.write(_encode(item.message))
+        if self._tap is not None:
+            self._tap.outbound(item.message)
+        self.write(encode_message(item.message))
         if self._queued > WRITE_HIGH_WATER:
             await self.drain()
         if self.broken:
@@ -331,8 +350,15 @@ class _Reader:
     `_backlog`, reading pauses, and `pump` feeds the backlog in with backpressure.
     """
 
-    def __init__(self, fd: int, send: MemoryObjectSendStream[_Envelope], writer: StdioWriter) -> None:
+    def __init__(
+        self,
+        fd: int,
+        send: MemoryObjectSendStream[_Envelope],
+        writer: StdioWriter,
+        tap: WireTap | None = None,
+    ) -> None:
         self._fd = fd
+        self._tap = tap
         self._loop = asyncio.get_running_loop()
         self._send = send
         self._writer = writer
@@ -410,6 +436,8 @@ class _Reader:
             logger.warning("answered a stdin line that is not a JSON-RPC message")
             self._writer.write(_garbage_error(exc))
             return
+        if self._tap is not None and self._tap.inbound(message):
+            return
         self._backlog.append(SessionMessage(message))
 
     def _deliver(self) -> None:
@@ -455,11 +483,14 @@ class _Reader:
 
 
 @asynccontextmanager
-async def fd_wire(read_fd: int, write_fd: int) -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
+async def fd_wire(
+    read_fd: int, write_fd: int, tap: WireTap | None = None
+) -> AsyncGenerator[tuple[ReadStream, StdioWriter]]:
     """The protocol over two descriptors (-1: none); yield (read stream, write stream) for a session.
 
     Pipes, sockets and terminals are made non-blocking while the wire runs. On exit the output
-    still queued gets up to `FLUSH_SECONDS` to reach the client; the descriptors stay open.
+    still queued gets up to `FLUSH_SECONDS` to reach the client; the descriptors stay open. A
+    `tap` sees every message both ways and may answer requests itself (`bulkhead.direct`).
     """
     restore = [(fd, os.get_blocking(fd)) for fd in {read_fd, write_fd} if fd >= 0 and _pollable(fd)]
     for fd, _ in restore:
@@ -471,8 +502,10 @@ async def fd_wire(read_fd: int, write_fd: int) -> AsyncGenerator[tuple[ReadStrea
         if reader is not None:
             reader.stop()
 
-    writer = StdioWriter(write_fd, client_gone)
-    reader = _Reader(read_fd, send, writer)
+    writer = StdioWriter(write_fd, client_gone, tap)
+    if tap is not None:
+        tap.attach(writer)
+    reader = _Reader(read_fd, send, writer, tap)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader.pump)

@@ -1,0 +1,227 @@
+"""Direct tool calls on the stdio wire: `tools/call` answered without the SDK's per-request plumbing.
+
+Over stdio the SDK hands each request through a relay stream, a dispatcher task, a cancel scope,
+a middleware chain and a per-version result sieve before the tool runs: about 0.3 ms of CPU per
+call, more than a point lookup in PostgreSQL costs. For the calls where none of that does anything,
+this tap answers them itself: the same `MCPServer.call_tool` (argument validation, the tool, output
+validation, Bulkhead's audit record), the same error handling as the SDK's `tools/call` handler,
+the same JSON-RPC encoding.
+
+A call is answered here only when all of this holds, and otherwise goes to the SDK untouched:
+- the connection is in the handshake era and the SDK accepted its `initialize` with a protocol
+  version in `DIRECT_VERSIONS`;
+- the params are exactly `name` and `arguments` (no `_meta`: no progress token, no trace context);
+- the tool exists and takes no `Context` (it sends no notifications or requests of its own);
+- the server has only the SDK's default middleware (its OpenTelemetry span and its requestState
+  seal), no cache hint for `tools/call`, and no OpenTelemetry tracer provider is installed (the
+  span would be a no-op).
+
+`notifications/cancelled` cancels a direct call as the SDK would (the call is not answered); at
+the end of the connection, calls still running are cancelled and answered "Connection closed", as
+the SDK does. tests/e2e/test_direct_calls.py checks that every answer is byte for byte the one the
+SDK gives.
+"""
+
+import asyncio
+import contextvars
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import mcp_types
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    CallToolResult,
+    ErrorData,
+    JSONRPCError,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    TextContent,
+)
+from mcp_types.methods import serialize_server_result
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from opentelemetry import trace
+from pydantic import BaseModel, ValidationError
+
+from bulkhead.wire import StdioWriter, encode_message
+
+__all__ = ["DIRECT_VERSIONS", "REQUEST_ID", "DirectCalls"]
+
+logger = logging.getLogger("bulkhead.direct")
+
+DIRECT_VERSIONS = frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
+"""The protocol versions whose connections get direct calls: every handshake-era one."""
+
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bulkhead_direct_request_id", default=None
+)
+"""The JSON-RPC id of the direct call running in this task, for its audit record."""
+
+_PARAMS = frozenset({"name", "arguments"})
+_DEFAULT_MIDDLEWARE = ["OpenTelemetryMiddleware", "RequestStateBoundary"]
+
+
+def _plain_server(server: MCPServer[Any]) -> bool:
+    """Whether the SDK's per-request chain would add nothing to a call on `server`."""
+    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage] -- middleware and cache hints live there
+    middleware = [type(layer).__name__ for layer in lowlevel.middleware]
+    # The SDK's defaults: a span (see below) and the requestState seal, which only acts on a
+    # request carrying `requestState` or a result that asks for input; a direct call has neither.
+    if middleware != _DEFAULT_MIDDLEWARE or "tools/call" in lowlevel.cache_hints:
+        return False
+    # Until a provider is installed the API hands out its proxy, and every span is a no-op.
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _key(request_id: object) -> str:
+    """Ids as the SDK correlates them: a stringified id in notifications/cancelled still matches."""
+    return str(request_id)
+
+
+@dataclass
+class _Call:
+    request_id: mcp_types.RequestId
+    task: "asyncio.Task[None] | None" = None
+    answered: bool = False
+    withdrawn: bool = False
+    """The client cancelled it: it is never answered."""
+
+
+class DirectCalls:
+    """A `bulkhead.wire.WireTap` that answers eligible `tools/call` requests itself."""
+
+    def __init__(self, server: MCPServer[Any]) -> None:
+        self._server = server
+        self._writer: StdioWriter | None = None
+        # "none": no initialize yet; "sent": the first one is waiting for its answer; "done": the
+        # SDK accepted it at a version in DIRECT_VERSIONS; "off": anything else (direct calls stay off).
+        self._handshake: Literal["none", "sent", "done", "off"] = "none"
+        self._initialize_id = ""
+        self._version = ""
+        self._ready = False
+        self._calls: dict[str, _Call] = {}
+
+    @property
+    def ready(self) -> bool:
+        """Whether calls are being answered directly on this connection now."""
+        return self._ready
+
+    def attach(self, writer: StdioWriter) -> None:
+        """Answer on `writer`."""
+        self._writer = writer
+
+    def inbound(self, message: mcp_types.JSONRPCMessage) -> bool:
+        """Take an eligible `tools/call`; watch the handshake and cancellations."""
+        if isinstance(message, JSONRPCRequest):
+            if message.method == "initialize":
+                if self._handshake == "none":
+                    self._handshake, self._initialize_id = "sent", _key(message.id)
+                else:
+                    self._handshake, self._ready = "off", False
+                return False
+            return self._ready and message.method == "tools/call" and self._start(message)
+        if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            call = self._calls.get(_key((message.params or {}).get("requestId")))
+            if call is not None and call.task is not None:
+                call.withdrawn = True
+                call.task.cancel()
+        return False
+
+    def outbound(self, message: mcp_types.JSONRPCMessage) -> None:
+        """Note whether the SDK accepted `initialize`, and at which protocol version."""
+        if self._handshake != "sent" or not isinstance(message, JSONRPCResponse | JSONRPCError):
+            return
+        if _key(message.id) != self._initialize_id:
+            return
+        version = message.result.get("protocolVersion") if isinstance(message, JSONRPCResponse) else None
+        # The SDK serves tools/call from here on (it does not wait for notifications/initialized).
+        accepted = version in DIRECT_VERSIONS
+        self._version = str(version)
+        self._handshake = "done" if accepted else "off"
+        self._ready = accepted and _plain_server(self._server)
+        if self._ready:
+            logger.debug("answering plain tools/call requests on this connection directly")
+
+    def _start(self, request: JSONRPCRequest) -> bool:
+        params = request.params
+        if params is None or not params.keys() <= _PARAMS:
+            return False
+        name, arguments = params.get("name"), params.get("arguments", {})
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return False  # the SDK answers with its own invalid-params error
+        tool = self._server._tool_manager.get_tool(name)  # pyright: ignore[reportPrivateUsage] -- no public lookup
+        key = _key(request.id)
+        if tool is None or tool.context_kwarg is not None or key in self._calls:
+            return False
+        call = _Call(request.id)
+        context = contextvars.copy_context()
+        context.run(REQUEST_ID.set, key)
+        coroutine = self._run(call, name, cast("dict[str, Any]", arguments))
+        call.task = asyncio.get_running_loop().create_task(coroutine, context=context)
+        self._calls[key] = call
+        call.task.add_done_callback(lambda _: self._calls.pop(key, None))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("tools/call %s (%s) is answered directly", key, name)
+        return True
+
+    async def _run(self, call: _Call, name: str, arguments: dict[str, Any]) -> None:
+        try:
+            result = await self._server.call_tool(name, arguments, None)
+        except MCPError as exc:
+            self._answer(call, JSONRPCError(jsonrpc="2.0", id=call.request_id, error=exc.error))
+            return
+        except Exception as exc:
+            result = _failure_result(name, exc)
+        try:
+            # The SDK's own per-version sieve: the same fields, in the same order, as its answer.
+            payload = serialize_server_result("tools/call", self._version, _dump(result))
+        except ValidationError:
+            logger.exception("handler for 'tools/call' returned an invalid result")
+            invalid = ErrorData(code=INTERNAL_ERROR, message="Handler returned an invalid result")
+            self._answer(call, JSONRPCError(jsonrpc="2.0", id=call.request_id, error=invalid))
+            return
+        self._answer(call, JSONRPCResponse(jsonrpc="2.0", id=call.request_id, result=payload))
+
+    def _answer(self, call: _Call, message: JSONRPCResponse | JSONRPCError) -> None:
+        call.answered = True
+        if self._writer is not None:
+            self._writer.write(encode_message(message))
+
+    async def close(self) -> None:
+        """Cancel the calls still running and answer them "Connection closed", as the SDK does."""
+        self._ready = False
+        calls = list(self._calls.values())
+        tasks = [call.task for call in calls if call.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        closed = ErrorData(code=CONNECTION_CLOSED, message="Connection closed")
+        for call in calls:
+            if not call.answered and not call.withdrawn:
+                self._answer(call, JSONRPCError(jsonrpc="2.0", id=call.request_id, error=closed))
+
+
+def _dump(result: object) -> dict[str, Any]:
+    """A handler's result as the SDK dumps it before the sieve."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return dict(cast("dict[str, Any]", result))
+
+
+def _failure_result(name: str, exc: Exception) -> CallToolResult:
+    """What the SDK's `tools/call` handler makes of an exception other than `MCPError`."""
+    if isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError):
+        if isinstance(exc.__cause__, ValidationError):
+            fields = sorted({".".join(str(part) for part in err["loc"]) for err in exc.__cause__.errors()})
+            logger.info("Tool %r rejected arguments: %r", name, fields)
+        else:
+            logger.info("Tool %r failed: %r", name, str(exc))
+    else:
+        logger.exception("Tool %r raised an unexpected exception", name)
+    return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
