@@ -11,10 +11,12 @@ from typing import Any
 import anyio
 import pytest
 from mcp_types import CallToolResult
+from pydantic import ValidationError
 
 from bulkhead.app import BulkheadServer
 from bulkhead.testing import connect
 from bulkhead_postgres.database import Database, Limits
+from bulkhead_postgres.models import QueryOutput
 from bulkhead_postgres.runtime import running
 from bulkhead_postgres.server import build_server
 from bulkhead_postgres.settings import PostgresSettings
@@ -149,6 +151,24 @@ async def test_every_tool_is_read_only_with_an_output_schema(served: Running, er
         assert tool.annotations is not None
         assert tool.annotations.read_only_hint is True
         assert tool.output_schema is not None
+
+
+async def test_query_rows_are_published_without_a_per_item_schema_but_the_model_checks_them(
+    served: Running,
+) -> None:
+    async with connect(served.server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    for name in ("query", "explain", "sample_rows"):
+        schema = tools[name].output_schema
+        assert schema is not None
+        rows = schema["properties"]["rows"]
+        assert rows["type"] == "array"
+        assert "items" not in rows
+        assert "column order" in rows["description"]
+    fields: dict[str, Any] = {"columns": [], "row_count": 1, "truncated": False, "elapsed_ms": 0.1}
+    assert QueryOutput.model_validate({**fields, "rows": [[1, "a", None]]}).rows == [[1, "a", None]]
+    with pytest.raises(ValidationError):
+        QueryOutput.model_validate({**fields, "rows": [1]})
 
 
 @pytest.mark.parametrize(
