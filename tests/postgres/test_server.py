@@ -190,6 +190,21 @@ async def test_a_query_result_text_is_the_compact_json_of_its_structured_content
     assert json.loads(text(result)) == content
 
 
+async def test_floats_in_the_text_copy_are_the_same_numbers_as_in_the_structured_content(
+    served: Running,
+) -> None:
+    # Tiny floats are written without an exponent (0.00001), as the wire writes the structured content.
+    sql = (
+        "SELECT g / 7.0::float8 AS f, 1e-7::float8 * g AS tiny, 1e300::float8 * g AS huge, "
+        "-1e-5::float8 AS neg, 0::float8 AS zero FROM generate_series(1, 300) g"
+    )
+    async with connect(served.server, "legacy") as client:
+        result = await client.call_tool("query", {"sql": sql})
+    content = data(result)
+    assert json.loads(text(result)) == content
+    assert content["rows"][0] == [1 / 7, 1e-7, 1e300, -1e-5, 0.0]
+
+
 @pytest.mark.parametrize("era", ERAS)
 async def test_a_query_returns_typed_columns_and_rows_as_arrays(served: Running, era: str) -> None:
     async with connect(served.server, era) as client:
