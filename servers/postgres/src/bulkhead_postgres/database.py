@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from bulkhead.dsn import check_ports
 from bulkhead.errors import BulkheadError, UnavailableError
@@ -31,6 +31,7 @@ from bulkhead_postgres.values import (
     column_converter,
     convert_rows,
     install_codecs,
+    without_lone_surrogates,
 )
 
 if TYPE_CHECKING:
@@ -152,7 +153,13 @@ def _within_budget(batch: list[list[JsonValue]], budget: int) -> tuple[int, int 
     """
     if not batch:
         return budget, None, ""
-    text = compact_json(batch)
+    try:
+        text = compact_json(batch)
+    except PydanticSerializationError:
+        # A lone surrogate (from a `json` value) has no UTF-8 form: U+FFFD stands in for it, in
+        # the rows returned too (the batch is the caller's, changed in place).
+        batch[:] = [without_lone_surrogates(row) for row in batch]
+        text = compact_json(batch)
     size = len(text) - 1
     if size <= budget:
         return budget - size, None, text[1:-1]
