@@ -193,7 +193,7 @@ async def test_a_query_result_text_is_the_compact_json_of_its_structured_content
 async def test_floats_in_the_text_copy_are_the_same_numbers_as_in_the_structured_content(
     served: Running,
 ) -> None:
-    # Tiny floats are written without an exponent (0.00001), as the wire writes the structured content.
+    # Tiny floats are written 0.00001 and 1e-7 (not 1e-05, 1e-07), as the wire writes the structured content.
     sql = (
         "SELECT g / 7.0::float8 AS f, 1e-7::float8 * g AS tiny, 1e300::float8 * g AS huge, "
         "-1e-5::float8 AS neg, 0::float8 AS zero FROM generate_series(1, 300) g"

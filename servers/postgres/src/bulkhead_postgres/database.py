@@ -137,9 +137,9 @@ def compact_json(value: Any) -> str:
 
     About five times as fast as `json.dumps(value, ensure_ascii=False, separators=(",", ":"))`
     on rows (0.2 against 1.0 ms for 1,000 rows of seven columns, most of json's time going to
-    `float.__repr__`), and the same text but for floats below 1e-4, written without an exponent
-    (`0.00001`, not `1e-05`): the same number, in the form the SDK writes the structured content
-    in on the wire.
+    `float.__repr__`), and the same text but for floats below 1e-4, written `0.00001` and `1e-7`
+    where json writes `1e-05` and `1e-07`: the same numbers, in the form the SDK writes the
+    structured content in on the wire.
     """
     return to_json(value).decode()
 
