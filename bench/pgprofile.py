@@ -1,7 +1,8 @@
 """Where bulkhead-postgres spends its CPU on a point lookup, layer by layer.
 
 One throwaway cluster with the benchmark table of `bench/postgres.py` (`pgdata`), then N point
-lookups (`SELECT * FROM t WHERE id = <k>`, or with `$1` and `params` under `--sql param`):
+lookups (`SELECT * FROM t WHERE id = <k>`, or with `$1` and `params` under `--sql param`), or
+the 1,000-row query of the benchmark under `--sql big`:
 
 - `stdio`: the real console script over stdio, driven by a bare JSON-RPC client (so the client
   costs the server nothing). First unprofiled: the server's CPU per call from /proc (user +
@@ -106,6 +107,8 @@ def top_functions(stats: pstats.Stats, calls: int, count: int) -> list[tuple[flo
 
 
 def arguments(kind: str, i: int) -> dict[str, Any]:
+    if kind == "big":
+        return {"sql": pgdata.BIG_SQL}
     key = pgdata.point_key(i)
     if kind == "param":
         return {"sql": pgdata.POINT_PARAM_SQL, "params": [key]}
@@ -117,13 +120,14 @@ async def drive(
 ) -> None:
     for i in range(start, start + n):
         text, is_error = await call(arguments(kind, i))
-        if is_error or pgdata.label(pgdata.point_key(i)) not in text:
+        present = pgdata.label(pgdata.BIG if kind == "big" else pgdata.point_key(i))
+        if is_error or present not in text:
             raise RuntimeError(f"unexpected answer: {text[:200]}")
 
 
 def server_target(dsn: str) -> Target:
     # Audit records on, to stderr (a file here), as a server runs by default.
-    command = [sys.executable, "-m", "bulkhead_postgres", "--dsn", dsn]
+    command = [sys.executable, "-m", "bulkhead_postgres", "--dsn", dsn, "--max-rows", str(pgdata.BIG)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return Target("bulkhead", "bulkhead-postgres", command, env, "query", params=True)
 
@@ -182,7 +186,9 @@ async def measure_inproc(dsn: str, args: argparse.Namespace, tmp: Path, result: 
     from bulkhead_postgres.server import build_server  # noqa: PLC0415
     from bulkhead_postgres.settings import PostgresSettings  # noqa: PLC0415
 
-    settings = PostgresSettings.model_validate({"dsn": dsn, "audit": str(tmp / "audit.jsonl")})
+    settings = PostgresSettings.model_validate(
+        {"dsn": dsn, "audit": str(tmp / "audit.jsonl"), "max_rows": pgdata.BIG}
+    )
     database = Database(dsn, Limits.from_settings(settings), pool_size=settings.pool_size)
     server = build_server(settings, database)
     try:
@@ -275,7 +281,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="bulkhead-postgres CPU per point lookup, by layer.")
     parser.add_argument("--calls", type=int, default=2000, help="measured point lookups per mode")
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured calls first")
-    parser.add_argument("--sql", choices=["literal", "param"], default="literal", help="key as literal or $1")
+    parser.add_argument(
+        "--sql",
+        choices=["literal", "param", "big"],
+        default="literal",
+        help="point lookup with the key as literal or $1, or the 1,000-row query (big)",
+    )
     parser.add_argument("--modes", default="stdio,inproc", help="subset of stdio,inproc")
     parser.add_argument("--top", type=int, default=15, help="functions listed by own time")
     parser.add_argument(

@@ -11,10 +11,12 @@ from typing import Any
 import anyio
 import pytest
 from mcp_types import CallToolResult
+from pydantic import ValidationError
 
 from bulkhead.app import BulkheadServer
 from bulkhead.testing import connect
 from bulkhead_postgres.database import Database, Limits
+from bulkhead_postgres.models import QueryOutput
 from bulkhead_postgres.runtime import running
 from bulkhead_postgres.server import build_server
 from bulkhead_postgres.settings import PostgresSettings
@@ -151,6 +153,24 @@ async def test_every_tool_is_read_only_with_an_output_schema(served: Running, er
         assert tool.output_schema is not None
 
 
+async def test_query_rows_are_published_without_a_per_item_schema_but_the_model_checks_them(
+    served: Running,
+) -> None:
+    async with connect(served.server) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    for name in ("query", "explain", "sample_rows"):
+        schema = tools[name].output_schema
+        assert schema is not None
+        rows = schema["properties"]["rows"]
+        assert rows["type"] == "array"
+        assert "items" not in rows
+        assert "column order" in rows["description"]
+    fields: dict[str, Any] = {"columns": [], "row_count": 1, "truncated": False, "elapsed_ms": 0.1}
+    assert QueryOutput.model_validate({**fields, "rows": [[1, "a", None]]}).rows == [[1, "a", None]]
+    with pytest.raises(ValidationError):
+        QueryOutput.model_validate({**fields, "rows": [1]})
+
+
 @pytest.mark.parametrize(
     ("sql", "arguments"),
     [
@@ -168,6 +188,21 @@ async def test_a_query_result_text_is_the_compact_json_of_its_structured_content
     content = data(result)
     assert text(result) == json.dumps(content, ensure_ascii=False, separators=(",", ":"))
     assert json.loads(text(result)) == content
+
+
+async def test_floats_in_the_text_copy_are_the_same_numbers_as_in_the_structured_content(
+    served: Running,
+) -> None:
+    # Tiny floats are written 0.00001 and 1e-7 (not 1e-05, 1e-07), as the wire writes the structured content.
+    sql = (
+        "SELECT g / 7.0::float8 AS f, 1e-7::float8 * g AS tiny, 1e300::float8 * g AS huge, "
+        "-1e-5::float8 AS neg, 0::float8 AS zero FROM generate_series(1, 300) g"
+    )
+    async with connect(served.server, "legacy") as client:
+        result = await client.call_tool("query", {"sql": sql})
+    content = data(result)
+    assert json.loads(text(result)) == content
+    assert content["rows"][0] == [1 / 7, 1e-7, 1e300, -1e-5, 0.0]
 
 
 @pytest.mark.parametrize("era", ERAS)

@@ -125,3 +125,16 @@ async def test_the_byte_budget_cuts_at_the_same_row_whether_it_falls_in_the_firs
     assert result.truncated is (kept < 600)
     if kept < 600:
         assert result.truncated_reason == f"more than {budget} bytes of row data"
+
+
+async def test_a_lone_surrogate_in_a_json_value_becomes_the_replacement_character(database: Database) -> None:
+    # PostgreSQL's json keeps its text as written; a lone surrogate has no UTF-8 form for the wire.
+    sql = (
+        """SELECT g, CASE WHEN g = 250 THEN '{"k\\udc00": ["a\\ud800b", 1]}'::json END AS doc, """
+        """'"\\ud83d\\ude00"'::json AS pair FROM generate_series(1, 300) g"""
+    )
+    result = await database.run(check_read_only(sql))
+    assert len(result.rows) == 300
+    assert result.rows[249] == [250, {"k\ufffd": ["a\ufffdb", 1]}, "\U0001f600"]
+    assert result.rows[0] == [1, None, "\U0001f600"]
+    assert json.loads(result.rows_json) == result.rows

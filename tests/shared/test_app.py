@@ -4,9 +4,12 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel
 
 from bulkhead.app import BulkheadServer
 from bulkhead.errors import InvalidArgumentError
@@ -106,3 +109,39 @@ async def test_audit_records_go_to_stderr_logging_by_default(caplog: pytest.LogC
     audits = [r for r in caplog.records if r.name == "bulkhead.audit"]
     assert len(audits) == 1
     assert audits[0].__dict__["audit"]["outcome"] == "ok"
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+async def test_structured_content_reaches_the_client_in_its_json_form(tmp_path: Path, era: str) -> None:
+    # The handler hands structured content to the SDK as it is; the SDK's own dump for the
+    # protocol version still turns what is not plain JSON (a datetime, a tuple) into JSON.
+    server = BulkheadServer(ServerSettings(audit=str(tmp_path / "audit.jsonl")))
+
+    class Point(BaseModel):
+        name: str
+        values: list[int | None]
+
+    @server.tool()
+    def point() -> Point:
+        """A model: the SDK dumps it to structured content."""
+        return Point(name="é", values=[1, None])
+
+    @server.tool()
+    def raw() -> CallToolResult:
+        """A result built by hand, with values that are not JSON yet."""
+        when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+        return CallToolResult(
+            content=[TextContent(type="text", text="raw")],
+            structured_content={"when": when, "pair": (1, 2), "none": None},
+        )
+
+    try:
+        async with connect(server, era) as client:
+            modelled = await client.call_tool("point", {})
+            built = await client.call_tool("raw", {})
+    finally:
+        server.audit.close()
+    assert modelled.structured_content == {"name": "é", "values": [1, None]}
+    assert not modelled.is_error
+    assert built.structured_content == {"when": "2024-01-02T03:04:05Z", "pair": [1, 2], "none": None}
+    assert [getattr(block, "text", None) for block in built.content] == ["raw"]

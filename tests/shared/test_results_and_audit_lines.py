@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 from mcp_types import TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from bulkhead.audit import AuditLog
 from bulkhead.logging import JsonFormatter
-from bulkhead.results import structured
+from bulkhead.results import structured, unchecked_items
 
 
 class Point(BaseModel):
@@ -84,3 +84,13 @@ def test_an_audit_record_becomes_one_flat_json_line_with_level_and_logger(json_l
     # One object, each key once.
     assert line.count('"outcome"') == 1
     assert line.count('"time"') == 1
+
+
+def test_unchecked_items_drops_only_the_per_item_schema() -> None:
+    class Page(BaseModel):
+        names: list[str] = Field(description="Names (strings)", json_schema_extra=unchecked_items)
+
+    published = Page.model_json_schema()["properties"]["names"]
+    assert published == {"type": "array", "description": "Names (strings)", "title": "Names"}
+    with pytest.raises(ValidationError):
+        Page.model_validate({"names": [1]})

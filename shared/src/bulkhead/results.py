@@ -4,7 +4,8 @@ Returning a pydantic model from a tool makes the SDK add a pretty-printed JSON t
 the structured content, which nearly doubles what travels. A tool annotated
 `-> Annotated[CallToolResult, Model]` returns `structured(model)` instead: the same structured
 content (still validated against the published output schema) and a single-line text copy for
-clients that read only text.
+clients that read only text. `unchecked_items` publishes a large array field without a per-item
+schema, so clients do not validate it item by item.
 """
 
 import json
@@ -13,7 +14,7 @@ from typing import Any
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-__all__ = ["READ_ONLY", "structured"]
+__all__ = ["READ_ONLY", "structured", "unchecked_items"]
 
 READ_ONLY = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -37,3 +38,15 @@ def structured(model: BaseModel | dict[str, Any], *, text: str | None = None) ->
         content=[TextContent(type="text", text=model.model_dump_json(by_alias=True))],
         structured_content=model.model_dump(mode="json", by_alias=True),
     )
+
+
+def unchecked_items(schema: dict[str, Any]) -> None:
+    """A `json_schema_extra` hook that publishes an array field without its per-item schema.
+
+    A JSON Schema validator in the client (the SDK's is jsonschema, in Python) checks every item
+    against `items`: about 5 ms for a 1,000-name directory page and about 25 ms for 1,000 rows of
+    seven columns, many times the work of producing them, against microseconds for the array
+    alone. The model itself keeps its item type (the server validates what it sends), and the
+    field's description must say what the items are.
+    """
+    schema.pop("items", None)

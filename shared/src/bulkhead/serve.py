@@ -12,6 +12,7 @@ streams are closed first and connections get a short grace period.
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import signal
@@ -229,6 +230,33 @@ def _use_uvloop(settings: ServerSettings) -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
+_YOUNG_GC_THRESHOLD = 5_000
+"""Container objects allocated (net of those freed) before a young collection; CPython's is 700."""
+
+
+def _settle_heap() -> None:
+    """Take the start-up heap out of the garbage collector's walks, and let a call's objects die young.
+
+    Imports and the built server leave about 100,000 container objects that live as long as the
+    process, and CPython's full (generation 2) collection walks every one: about 30 ms. A full
+    collection runs whenever the objects that survived younger collections reach a quarter of the
+    long-lived ones, and a call that returns 1,000 rows leaves thousands (its rows outlive the
+    collections that run while it is answered), so every few such calls one paid that pause.
+    `gc.freeze()` moves everything alive now into a permanent generation that collections skip:
+    bulkhead-postgres, 1,000 rows over stdio, p99 46 -> 10 ms and server CPU 6.8 -> 4.4 ms per
+    call. There is no `gc.collect()` first: it would add 30 ms to the start to free about a
+    hundred objects.
+
+    A young collection runs once 700 more containers are alive than at the last one; a 1,000-row
+    call has about 4,000 alive at its peak (rows, their arrays, the SDK's copies), so it ran six
+    and promoted every row towards the old generations, to be walked again there: 0.29 ms of
+    collection per call. Above that peak the rows are freed before any collection runs: 0.02 ms.
+    """
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, _YOUNG_GC_THRESHOLD), *older)
+
+
 def serve(
     server: MCPServer[Any],
     settings: ServerSettings,
@@ -239,4 +267,5 @@ def serve(
     `resources` (a database pool, a file watcher) is entered before the transport starts and
     left after it stops.
     """
+    _settle_heap()
     anyio.run(_run, server, settings, resources, backend_options={"use_uvloop": _use_uvloop(settings)})

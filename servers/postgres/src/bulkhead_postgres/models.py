@@ -4,6 +4,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bulkhead.results import unchecked_items
+
 __all__ = [
     "ColumnInfo",
     "ForeignKey",
@@ -24,7 +26,10 @@ class QueryOutput(BaseModel):
     """Rows of a read-only statement, as arrays in column order."""
 
     columns: list[dict[str, str]] = Field(description="Each column's name and PostgreSQL type, in order")
-    rows: list[list[Any]] = Field(description="One array per row, values in column order (exact JSON forms)")
+    rows: list[list[Any]] = Field(
+        description="One array per row: each row is an array of values in column order (exact JSON forms)",
+        json_schema_extra=unchecked_items,
+    )
     row_count: int = Field(description="How many rows are returned here")
     truncated: bool = Field(description="True if more rows existed than were returned")
     truncated_reason: str | None = Field(default=None, description="Why the result was cut, when it was")

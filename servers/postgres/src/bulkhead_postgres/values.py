@@ -9,6 +9,7 @@ would round them). The text-format types are decoded by PostgreSQL itself (see `
 import functools
 import ipaddress
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "convert_rows",
     "install_codecs",
     "to_json_value",
+    "without_lone_surrogates",
 ]
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
@@ -239,3 +241,27 @@ def convert_rows(records: Sequence[Sequence[Any]], converters: Sequence[Converte
         for index, converter in plan.others:
             row[index] = converter(row[index])
     return rows
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(row: list[JsonValue]) -> list[JsonValue]:
+    r"""`row` with every UTF-16 surrogate in its strings (and object keys) replaced by U+FFFD.
+
+    PostgreSQL's `json` type keeps its text as written, so `'"\ud800"'::json` decodes to a string
+    holding a lone surrogate, which UTF-8 (and so JSON on the wire) cannot carry. A decoded pair
+    is one character already, so any surrogate left is a lone one. Only called for a batch that
+    could not be serialised: the common case pays nothing.
+    """
+    return [_replace_surrogates(value) for value in row]
+
+
+def _replace_surrogates(value: JsonValue) -> JsonValue:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_SURROGATE.sub("\ufffd", key): _replace_surrogates(item) for key, item in value.items()}
+    return value
