@@ -36,6 +36,7 @@ from pydantic import AnyUrl
 from bulkhead.audit import AuditLog, Outcome
 from bulkhead.direct import REQUEST_ID
 from bulkhead.errors import InternalError, InvalidArgumentError, internal_error_message
+from bulkhead.results import wire_form
 from bulkhead.settings import ServerSettings
 from bulkhead.validation import CursorCodec
 
@@ -100,22 +101,12 @@ class BulkheadServer(MCPServer[Any]):
     ) -> CallToolResult | InputRequiredResult | dict[str, Any]:
         """The `tools/call` handler: `call_tool`'s result, with structured content in its wire form.
 
-        The SDK turns a handler's result model into its wire form (`model_dump(mode="json")`,
-        which walks every value of the structured content) and then validates and dumps that
-        again for the protocol version (another walk), before the response is written (a third).
-        Structured content is plain JSON data already (the SDK dumps a returned model to it, and
-        `bulkhead.results.structured` hands it over as such), and the second dump still converts
-        anything that is not: so only the rest of the result is dumped here, and the structured
-        content goes in as it is. One walk fewer: 0.3-0.5 ms for 1,000 query rows.
+        See `bulkhead.results.wire_form`: the SDK then walks the structured content once less.
         """
         result = await super()._handle_call_tool(ctx, params)
         if not isinstance(result, CallToolResult) or result.structured_content is None:
             return result
-        wire = result.model_dump(
-            by_alias=True, mode="json", exclude_none=True, exclude={"structured_content"}
-        )
-        wire["structuredContent"] = result.structured_content
-        return wire
+        return wire_form(result)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

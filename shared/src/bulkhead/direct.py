@@ -48,6 +48,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
+from bulkhead.results import wire_form
 from bulkhead.wire import StdioWriter, encode_message
 
 __all__ = ["DIRECT_VERSIONS", "REQUEST_ID", "DirectCalls"]
@@ -208,7 +209,9 @@ class DirectCalls:
 
 
 def _dump(result: object) -> dict[str, Any]:
-    """A handler's result as the SDK dumps it before the sieve."""
+    """A handler's result as the SDK dumps it before the sieve (`BulkheadServer._handle_call_tool`)."""
+    if isinstance(result, CallToolResult):
+        return wire_form(result)
     if isinstance(result, BaseModel):
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
     return dict(cast("dict[str, Any]", result))
