@@ -5,7 +5,10 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import pytest
 from mcp_types import TextContent
 from pydantic import BaseModel, Field, ValidationError
@@ -94,3 +97,39 @@ def test_unchecked_items_drops_only_the_per_item_schema() -> None:
     assert published == {"type": "array", "description": "Names (strings)", "title": "Names"}
     with pytest.raises(ValidationError):
         Page.model_validate({"names": [1]})
+
+
+def _one_record(audit: AuditLog, request_id: str) -> None:
+    audit.record(
+        operation="tools/call",
+        target="get_user",
+        arguments={"user": "u1"},
+        outcome="ok",
+        started=time.perf_counter(),
+        principal="local",
+        request_id=request_id,
+    )
+
+
+@pytest.mark.anyio
+async def test_on_the_event_loop_an_audit_record_is_written_on_the_next_turn_and_close_writes_the_rest(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog("demo", str(path))
+    _one_record(audit, "1")
+    _one_record(audit, "2")
+    assert path.read_text() == ""  # the answer being written now goes first
+    await anyio.lowlevel.checkpoint()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["1", "2"]
+    _one_record(audit, "3")
+    audit.close()  # the server stops: nothing pending is lost
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["1", "2", "3"]
+
+
+def test_outside_an_event_loop_an_audit_record_is_written_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditLog("demo", str(path))
+    _one_record(audit, "1")
+    assert json.loads(path.read_text())["request_id"] == "1"
+    audit.close()

@@ -5,6 +5,7 @@ carry who asked (the token's name, never the token), what was asked (arguments w
 keys redacted and long values cut), how it ended and how long it took; never the result itself.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -76,6 +77,8 @@ class AuditLog:
         self._logger.setLevel(logging.INFO)
         self._file: TextIO | None = None
         self.enabled = sink != "off"
+        self._pending: list[dict[str, Any]] = []
+        self._flush_scheduled = False
         if sink not in ("stderr", "off"):
             self._file = Path(sink).open("a", encoding="utf-8", buffering=1)  # noqa: SIM115 -- lives as long as the server
 
@@ -92,7 +95,10 @@ class AuditLog:
         result_size: int | None = None,
         reason: str | None = None,
     ) -> None:
-        """Emit one record; `started` is a `time.perf_counter()` reading from before the work."""
+        """Make one record, written on the event loop's next turn (at once outside a loop).
+
+        `started` is a `time.perf_counter()` reading from before the work.
+        """
         if not self.enabled:
             return
         entry: dict[str, Any] = {
@@ -109,6 +115,28 @@ class AuditLog:
         }
         if reason is not None:
             entry["reason"] = _cut(reason)
+        self._pending.append(entry)
+        if self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        # Written on the loop's next turn, after the answer that is going out now: the record
+        # costs the caller no latency. `flush()` (also called when the server stops) writes what
+        # is still pending.
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the records made so far."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        for entry in pending:
+            self._write(entry)
+
+    def _write(self, entry: dict[str, Any]) -> None:
         if self._file is not None:
             self._file.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
         elif self._logger.isEnabledFor(logging.INFO):
@@ -129,7 +157,8 @@ class AuditLog:
             self._logger.handle(record)
 
     def close(self) -> None:
-        """Close the audit file, if there is one."""
+        """Write what is pending and close the audit file, if there is one."""
+        self.flush()
         if self._file is not None:
             self._file.close()
             self._file = None

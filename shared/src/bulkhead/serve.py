@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bulkhead.audit import AuditLog
 from bulkhead.auth import BearerTokenMiddleware
 from bulkhead.direct import DirectCalls
 from bulkhead.settings import ServerSettings
@@ -214,11 +215,16 @@ async def _run(
 ) -> None:
     loop = type(asyncio.get_running_loop())
     logger.debug("event loop: %s.%s", loop.__module__, loop.__qualname__)
-    async with resources if resources is not None else contextlib.nullcontext():
-        if settings.transport == "stdio":
-            await serve_stdio(server, direct_calls=settings.direct_calls)
-        else:
-            await _serve_http(server, settings)
+    try:
+        async with resources if resources is not None else contextlib.nullcontext():
+            if settings.transport == "stdio":
+                await serve_stdio(server, direct_calls=settings.direct_calls)
+            else:
+                await _serve_http(server, settings)
+    finally:
+        audit = getattr(server, "audit", None)
+        if isinstance(audit, AuditLog):
+            audit.flush()
 
 
 def _use_uvloop(settings: ServerSettings) -> bool:
