@@ -67,7 +67,7 @@ class _FileReads(MCPServer[Any]):
         return await super().read_resource(uri, context)
 
 
-class FilesServer(BulkheadServer, _FileReads):
+class FilesServer(BulkheadServer, _FileReads):  # pyright: ignore[reportIncompatibleMethodOverride] -- BulkheadServer._handle_call_tool may hand the SDK a dict (bulkhead.results.wire_form)
     """A `BulkheadServer` (audit, error references) whose file resources are read by `_FileReads`."""
 
 
