@@ -153,7 +153,7 @@ async def test_every_tool_is_read_only_with_an_output_schema(served: Running, er
         assert tool.output_schema is not None
 
 
-async def test_query_rows_are_published_without_a_per_item_schema_but_the_model_checks_them(
+async def test_query_rows_and_columns_are_published_without_a_per_item_schema_but_the_model_checks_them(
     served: Running,
 ) -> None:
     async with connect(served.server) as client:
@@ -161,14 +161,21 @@ async def test_query_rows_are_published_without_a_per_item_schema_but_the_model_
     for name in ("query", "explain", "sample_rows"):
         schema = tools[name].output_schema
         assert schema is not None
-        rows = schema["properties"]["rows"]
-        assert rows["type"] == "array"
+        rows, columns = schema["properties"]["rows"], schema["properties"]["columns"]
+        assert rows["type"] == columns["type"] == "array"
         assert "items" not in rows
+        assert "items" not in columns
         assert "column order" in rows["description"]
+        assert "{name, type}" in columns["description"]
+        assert schema["properties"]["truncated_reason"]["type"] == ["string", "null"]
     fields: dict[str, Any] = {"columns": [], "row_count": 1, "truncated": False, "elapsed_ms": 0.1}
     assert QueryOutput.model_validate({**fields, "rows": [[1, "a", None]]}).rows == [[1, "a", None]]
     with pytest.raises(ValidationError):
         QueryOutput.model_validate({**fields, "rows": [1]})
+    with pytest.raises(ValidationError):
+        QueryOutput.model_validate({**fields, "rows": [], "columns": [{"name": 1}]})
+    with pytest.raises(ValidationError):
+        QueryOutput.model_validate({**fields, "rows": [], "truncated_reason": 5})
 
 
 @pytest.mark.parametrize(

@@ -22,17 +22,31 @@ __all__ = [
 ]
 
 
+def _string_or_null(schema: dict[str, Any]) -> None:
+    """Publish `{"type": ["string", "null"]}` instead of pydantic's `anyOf` of the two.
+
+    The same values; a client's JSON Schema validator checks them in one step, not two sub-schemas.
+    """
+    schema.pop("anyOf", None)
+    schema["type"] = ["string", "null"]
+
+
 class QueryOutput(BaseModel):
     """Rows of a read-only statement, as arrays in column order."""
 
-    columns: list[dict[str, str]] = Field(description="Each column's name and PostgreSQL type, in order")
+    columns: list[dict[str, str]] = Field(
+        description="Each column, in order, as an object: {name, type} (its PostgreSQL type)",
+        json_schema_extra=unchecked_items,
+    )
     rows: list[list[Any]] = Field(
         description="One array per row: each row is an array of values in column order (exact JSON forms)",
         json_schema_extra=unchecked_items,
     )
     row_count: int = Field(description="How many rows are returned here")
     truncated: bool = Field(description="True if more rows existed than were returned")
-    truncated_reason: str | None = Field(default=None, description="Why the result was cut, when it was")
+    truncated_reason: str | None = Field(
+        default=None, description="Why the result was cut, when it was", json_schema_extra=_string_or_null
+    )
     elapsed_ms: float = Field(description="Time the database took, in milliseconds")
 
 
