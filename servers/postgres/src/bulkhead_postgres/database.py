@@ -272,7 +272,7 @@ class Database:
         self._ending: set[asyncio.Task[None]] = set()
         # Set when the role was found able to write and the operator allowed it anyway.
         self.privileged = False
-        self._begin_texts = {flag: self._begin_text(custom_plans=flag) for flag in (False, True)}
+        self._begin_sql = self._begin_text()
         self._shapes: OrderedDict[str, None] = OrderedDict()
         self._descriptions: dict[int, tuple[Any, list[Column], list[Converter]]] = {}
 
@@ -319,24 +319,19 @@ class Database:
             pool, self._pool = self._pool, None
             await pool.close()
 
-    def _begin_text(self, *, custom_plans: bool) -> str:
+    def _begin_text(self) -> str:
         # Our own fixed text with integers from validated settings (never user SQL), so one
         # simple-protocol round trip opens the transaction and sets its limits.
         limits = self.limits
-        text = (
+        return (
             "BEGIN READ ONLY; "
             f"SET LOCAL statement_timeout = {int(limits.statement_timeout_ms)}; "
             f"SET LOCAL lock_timeout = {int(limits.lock_timeout_ms)}; "
             f"SET LOCAL idle_in_transaction_session_timeout = {int(limits.idle_in_transaction_timeout_ms)}"
         )
-        # A lifted statement (`literals`) is planned for its values on every call, as its literal
-        # text would be, not with a generic plan after a few calls.
-        return f"{text}; SET LOCAL plan_cache_mode = force_custom_plan" if custom_plans else text
 
-    async def _begin(
-        self, connection: PoolConnectionProxy[asyncpg.Record], *, custom_plans: bool = False
-    ) -> None:
-        await connection.execute(self._begin_texts[custom_plans])
+    async def _begin(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
+        await connection.execute(self._begin_sql)
 
     def _repeated_shape(self, lifted: Lifted) -> bool:
         """Whether `lifted`'s shape ran before (recently): only then is it worth a prepared statement.
@@ -442,7 +437,7 @@ class Database:
             lifted = None
         try:
             try:
-                await self._begin(connection, custom_plans=lifted is not None)
+                await self._begin(connection)
                 if lifted is None:
                     result = await self._collect(connection, statement.sql, params, row_cap)
                 else:
