@@ -9,9 +9,10 @@ import json
 import pytest
 from pglast.parser import parse_sql_json
 
+from bulkhead_postgres import guard
 from bulkhead_postgres.database import Database, Limits, QueryFailedError
 from bulkhead_postgres.guard import QueryRejectedError, check_read_only
-from bulkhead_postgres.literals import MAX_LIFTED, lift_integers
+from bulkhead_postgres.literals import MAX_LIFTED, integer_shape, lift_integers
 from tests.pg import PgDatabase
 
 LIMITS = Limits(5000, 1000, 10_000, max_rows=100, max_bytes=100_000, max_cell_chars=100)
@@ -181,3 +182,88 @@ async def test_a_lifted_statement_fails_with_the_literal_texts_error_and_positio
     assert len(set(errors)) == 1, errors
     assert "42883" in errors[0]
     assert f"At character {sql.index('name = 5') + 6}" in errors[0]
+
+
+# --- integer shapes: a repeated shape skips the parse, and proves nothing it should not ---------
+
+
+def test_the_shape_masks_plain_decimal_integers_only() -> None:
+    shape = integer_shape("SELECT a, 10 FROM t WHERE id = -42 AND b = 0x1F AND c = 1.5 LIMIT 5")
+    assert shape is not None
+    assert shape.key == "SELECT a, \x00 FROM t WHERE id = -\x00 AND b = 0x1F AND c = 1.5 LIMIT \x00"
+    assert integer_shape("SELECT * FROM t WHERE name = 'x'") is None
+    assert integer_shape("SELECT 1\x00") is None
+    assert integer_shape("SELECT '\ud800', 1") is None
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the guard really parses from now on, with its caches emptied first."""
+    seen: list[str] = []
+    real = guard._check  # pyright: ignore[reportPrivateUsage] -- counted, not replaced
+    guard._cached_check.cache_clear()  # pyright: ignore[reportPrivateUsage] -- a clean start
+    guard._SHAPES.clear()  # pyright: ignore[reportPrivateUsage]
+
+    def counted(sql: str, **options: bool) -> guard.CheckedStatement:
+        seen.append(sql)
+        return real(sql, **options)
+
+    monkeypatch.setattr(guard, "_check", counted)
+    return seen
+
+
+SHAPED = [
+    ("SELECT * FROM t WHERE id = 41", "SELECT * FROM t WHERE id = 1234567"),
+    (
+        "SELECT * FROM t WHERE id = - 3 AND n IN (1, 2) LIMIT 10",
+        "SELECT * FROM t WHERE id = - 99 AND n IN (7, 8) LIMIT 1",
+    ),
+    (
+        "SELECT x FROM t WHERE a BETWEEN 1 AND 2 ORDER BY 1",
+        "SELECT x FROM t WHERE a BETWEEN 30 AND 40 ORDER BY 2",
+    ),
+    ("SELECT 1, 'é' FROM t WHERE 5 < id", "SELECT 22, 'é' FROM t WHERE 777 < id"),
+    ("SELECT a[1] FROM t LIMIT 3", "SELECT a[2] FROM t LIMIT 4"),
+]
+
+
+@pytest.mark.parametrize(("template", "variant"), SHAPED)
+def test_a_text_of_a_known_shape_is_accepted_without_parsing_exactly_as_a_parse_would(
+    parses: list[str], template: str, variant: str
+) -> None:
+    check_read_only(template)
+    by_shape = check_read_only(variant)
+    assert parses == [template]
+    by_parse = guard._check(variant, allow_explain_analyze=False, explainable=False, lift=True)  # pyright: ignore[reportPrivateUsage]
+    assert by_shape == by_parse
+
+
+@pytest.mark.parametrize(
+    ("template", "variant"),
+    [
+        (
+            "EXPLAIN (ANALYZE 0) SELECT * FROM t WHERE id = 1",
+            "EXPLAIN (ANALYZE 1) SELECT * FROM t WHERE id = 1",
+        ),
+        ("SELECT * FROM t WHERE id = 16", "SELECT * FROM t WHERE id = 0x10"),
+        ("SELECT * FROM t WHERE id = 1;", "SELECT * FROM t WHERE id = 2;"),
+        (" SELECT * FROM t WHERE id = 1", " SELECT * FROM t WHERE id = 2"),
+    ],
+)
+def test_explain_other_integer_spellings_and_trimmed_texts_are_always_parsed(
+    parses: list[str], template: str, variant: str
+) -> None:
+    check_read_only(template)
+    try:
+        check_read_only(variant)
+    except QueryRejectedError:
+        assert variant.startswith("EXPLAIN (ANALYZE 1)")
+    assert parses == [template, variant]
+
+
+def test_a_refused_text_of_an_accepted_shape_is_still_refused(parses: list[str]) -> None:
+    check_read_only("SELECT * FROM t WHERE id = 1")
+    for refused in ("SELECT * FROM t WHERE id = 1; DELETE FROM t", "SELECT pg_sleep(1) FROM t WHERE id = 1"):
+        with pytest.raises(QueryRejectedError):
+            check_read_only(refused)
+    assert len(parses) == 3

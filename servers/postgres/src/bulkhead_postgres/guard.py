@@ -17,6 +17,7 @@ times faster. The walk over the tree is iterative and looks at every object and 
 import functools
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -25,7 +26,7 @@ from pglast.parser import ParseError, comments, parse_sql_json, split
 
 from bulkhead.errors import InvalidArgumentError
 from bulkhead_postgres.denylist import DENIED_FUNCTIONS, denied_reason
-from bulkhead_postgres.literals import Lifted, lift_integers
+from bulkhead_postgres.literals import IntegerShape, Lifted, integer_shape, lift_integers, relift
 
 __all__ = [
     "DENIED_FUNCTIONS",
@@ -168,8 +169,29 @@ def check_read_only(sql: str, *, allow_explain_analyze: bool = False) -> Checked
 @functools.lru_cache(maxsize=CACHED_VERDICTS)
 def _cached_check(sql: str, allow_explain_analyze: bool) -> CheckedStatement:
     # Only acceptances are kept (a rejection raises, and lru_cache keeps no exceptions): the
-    # verdict is a pure function of the text, so a repeated statement skips the parse.
-    return _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False, lift=True)
+    # verdict is a pure function of the text, so a repeated statement skips the parse. A text
+    # that differs from an accepted `SELECT` only in the digits of its integer literals is
+    # accepted like it without parsing (see `literals.IntegerShape`: nothing the guard checks in
+    # a `SELECT` depends on an integer's value; EXPLAIN, whose options may be numbers, is left out).
+    shape = integer_shape(sql)
+    if shape is not None:
+        known = _SHAPES.get((shape.key, allow_explain_analyze))
+        if known is not None:
+            _SHAPES.move_to_end((shape.key, allow_explain_analyze))
+            template, template_shape = known
+            lifted = None if template.lifted is None else relift(sql, shape, template.lifted, template_shape)
+            if template.lifted is None or lifted is not None:
+                return CheckedStatement(sql, "select", explain_analyze=False, lifted=lifted)
+    statement = _check(sql, allow_explain_analyze=allow_explain_analyze, explainable=False, lift=True)
+    if shape is not None and statement.kind == "select" and statement.sql == sql:
+        _SHAPES[(shape.key, allow_explain_analyze)] = (statement, shape)
+        if len(_SHAPES) > CACHED_VERDICTS:
+            _SHAPES.popitem(last=False)
+    return statement
+
+
+_SHAPES: OrderedDict[tuple[str, bool], tuple[CheckedStatement, IntegerShape]] = OrderedDict()
+"""Accepted plain `SELECT`s by integer shape (most recently used last)."""
 
 
 def check_explainable(sql: str) -> CheckedStatement:

@@ -27,7 +27,15 @@ from typing import Any, cast
 
 from pglast.parser import ParseError, parse_sql_json, scan
 
-__all__ = ["MAX_LIFTED", "PROVEN_SHAPES", "Lifted", "lift_integers"]
+__all__ = [
+    "MAX_LIFTED",
+    "PROVEN_SHAPES",
+    "IntegerShape",
+    "Lifted",
+    "integer_shape",
+    "lift_integers",
+    "relift",
+]
 
 MAX_LIFTED = 64
 """At most this many constants are lifted from one statement; past it, the statement runs as written."""
@@ -204,6 +212,20 @@ def _rewrite(text: str, select: dict[str, Any], constants: list[tuple[int, int]]
         if token.name != "ICONST" or _token_value(text[token.start : token.end + 1]) != sign * value:
             return None
         spans.append((start, token.end + 1, value))
+    lifted = _assemble(text, spans)
+    if lifted.sql in _PROVEN:
+        _PROVEN.move_to_end(lifted.sql)
+        return lifted
+    if not _same_tree(select, lifted.sql, len(spans)):
+        return None
+    _PROVEN[lifted.sql] = None
+    if len(_PROVEN) > PROVEN_SHAPES:
+        _PROVEN.popitem(last=False)
+    return lifted
+
+
+def _assemble(text: str, spans: list[tuple[int, int, int]]) -> Lifted:
+    """`text` with each span (start, end, value; characters, in order) replaced by `$n::int4`."""
     pieces: list[str] = []
     moves: list[tuple[int, int, int, int]] = []
     written = 0
@@ -217,16 +239,74 @@ def _rewrite(text: str, select: dict[str, Any], constants: list[tuple[int, int]]
         length += len(replacement)
         written = end
     pieces.append(text[written:])
-    lifted = Lifted("".join(pieces), tuple(value for _, _, value in spans), tuple(moves))
-    if lifted.sql in _PROVEN:
-        _PROVEN.move_to_end(lifted.sql)
-        return lifted
-    if not _same_tree(select, lifted.sql, len(spans)):
+    return Lifted("".join(pieces), tuple(value for _, _, value in spans), tuple(moves))
+
+
+@dataclass(frozen=True)
+class IntegerShape:
+    """A statement's text with each plain decimal integer literal masked out.
+
+    Two texts with the same `key` differ only in the digits of those literals. The tokens around
+    them are the same, so PostgreSQL's grammar reads both the same way, and whatever the guard
+    decides from the tree (which never depends on an integer's value in a `SELECT`) and which of
+    those integers `lift_integers` lifts hold for both.
+    """
+
+    key: str
+    """The text, each masked literal replaced by one NUL (which no accepted text contains)."""
+    literals: tuple[tuple[int, int, int], ...]
+    """Per masked literal, in order: its start and end (characters), and where the token before
+    it starts (-1 if none): a folded minus sign makes that the start of the constant."""
+
+
+def integer_shape(text: str) -> IntegerShape | None:
+    """The shape of `text`, or None if it has no plain decimal integer (or cannot be scanned)."""
+    if "\x00" in text:
         return None
-    _PROVEN[lifted.sql] = None
-    if len(_PROVEN) > PROVEN_SHAPES:
-        _PROVEN.popitem(last=False)
-    return lifted
+    try:
+        tokens = scan(text)
+    except (ParseError, ValueError):  # ValueError: a lone surrogate cannot be encoded
+        return None
+    pieces: list[str] = []
+    literals: list[tuple[int, int, int]] = []
+    written = 0
+    previous = -1
+    for token in tokens:
+        end = token.end + 1
+        if token.name == "ICONST" and text[token.start : end].isdigit() and text[token.start : end].isascii():
+            pieces.append(text[written : token.start])
+            pieces.append("\x00")
+            literals.append((token.start, end, previous))
+            written = end
+        previous = token.start
+    if not literals:
+        return None
+    pieces.append(text[written:])
+    return IntegerShape("".join(pieces), tuple(literals))
+
+
+def relift(text: str, shape: IntegerShape, template: Lifted, template_shape: IntegerShape) -> Lifted | None:
+    """`text`'s lifted form, given a `template` of the same shape that `lift_integers` made.
+
+    The same literals (by position in the shape) are lifted, with this text's values; a folded
+    minus sign is part of the constant exactly when it was in the template. None if the two
+    shapes do not line up.
+    """
+    if shape.key != template_shape.key or len(shape.literals) != len(template_shape.literals):
+        return None
+    literals = template_shape.literals
+    starts = {start: index for index, (start, _, _) in enumerate(literals)}
+    minus = {previous: index for index, (_, _, previous) in enumerate(literals) if previous >= 0}
+    spans: list[tuple[int, int, int]] = []
+    for _, _, original_start, _ in template.moves:
+        negated = original_start not in starts
+        index = minus.get(original_start, -1) if negated else starts[original_start]
+        if index < 0:
+            return None
+        start, end, previous = shape.literals[index]
+        value = int(text[start:end])
+        spans.append((previous, end, -value) if negated else (start, end, value))
+    return _assemble(text, spans)
 
 
 def _same_tree(original: dict[str, Any], lifted_sql: str, count: int) -> bool:
