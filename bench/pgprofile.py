@@ -11,10 +11,11 @@ the 1,000-row query of the benchmark under `--sql big`:
   client's own work (and its output-schema validation) is in the total but not in the server rows.
 
 The table by layer is inclusive CPU per call (a row contains the rows indented under it):
-transport (stdin/stdout), the SDK's dispatch, the tool call (`BulkheadServer.call_tool`) and,
-inside it, the guard, `Database.run` (asyncpg and the round trips' event-loop work), value
-conversion, building the result, and the audit record. With py-spy installed, `--py-spy` adds a
-sampled profile of the stdio server (a speedscope file; no cProfile overhead).
+transport (stdin/stdout), the SDK's dispatch or a direct call (`bulkhead.direct`), the tool
+call (`BulkheadServer.call_tool`) and, inside it, the guard, `Database.run` (asyncpg and the
+round trips' event-loop work), value conversion, building the result, and the audit record.
+With py-spy installed, `--py-spy` adds a sampled profile of the stdio server (a speedscope file;
+no cProfile overhead).
 
 `--ab DIR` runs the same measurement with another checkout's interpreter and code (its `.venv`),
 alternating the two sides `--rounds` times, and prints both side by side with the medians.
@@ -54,9 +55,10 @@ LAYERS: list[tuple[str, str, tuple[tuple[str, str], ...]]] = [
     (
         "transport (stdio)",
         "",
-        (("bulkhead/serve.py", "_read_lines"), ("mcp/server/stdio.py", "stdout_writer")),
+        (("bulkhead/wire.py", "_on_readable"), ("bulkhead/wire.py", "pump"), ("bulkhead/wire.py", "send")),
     ),
     ("SDK dispatch", "", (("mcp/shared/jsonrpc_dispatcher.py", "_handle_request"),)),
+    ("direct call (bulkhead.direct)", "", (("bulkhead/direct.py", "_run"),)),
     ("tool call (call_tool)", "  ", (("bulkhead/app.py", "call_tool"),)),
     ("guard", "    ", (("bulkhead_postgres/guard.py", "check_read_only"),)),
     ("Database.run", "    ", (("bulkhead_postgres/database.py", "run"),)),
