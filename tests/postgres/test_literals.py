@@ -82,6 +82,7 @@ def test_integer_comparands_in_the_where_clause_become_typed_parameters(
         "SELECT * FROM t WHERE id = $1",
         "SELECT * FROM t WHERE id = 1 AND x = $1",  # the caller's $1 would be bound to our value
         "SELECT * FROM t WHERE id = 1 AND x = $2",
+        "SELECT * FROM t WHERE id = -\v1",  # white space to pglast, a syntax error to PostgreSQL 15
         "SELECT * FROM t WHERE id = 0x10",  # PostgreSQL 16 spellings: an older server refuses them
         "SELECT * FROM t WHERE id IN (1, 1_000)",
         "SELECT * FROM t WHERE id BETWEEN SYMMETRIC 5 AND 1",
@@ -202,6 +203,8 @@ async def _outcome(database: Database, sql: str) -> tuple[str, object]:
         # Without params, the caller's $1 has no value: lifted, it would get the lifted one.
         "SELECT n FROM generate_series(1, 3) AS n WHERE n = 2 AND n = $1",
         "SELECT n FROM generate_series(1, 3) AS n WHERE n > 0 AND n < $2",
+        # A vertical tab is white space to pglast's scanner, not to PostgreSQL 15's.
+        "SELECT n FROM generate_series(-2, 2) AS n WHERE n = -\v1",
     ],
 )
 async def test_a_repeated_shape_gives_what_its_first_run_gave(pg_database: PgDatabase, sql: str) -> None:
@@ -210,7 +213,8 @@ async def test_a_repeated_shape_gives_what_its_first_run_gave(pg_database: PgDat
         outcomes = [await _outcome(database, sql) for _ in range(3)]
     finally:
         await database.close()
-    assert outcomes[0][0] != "rows", outcomes[0]
+    if "$" in sql:
+        assert outcomes[0][0] != "rows", outcomes[0]
     assert outcomes[1:] == outcomes[:1] * 2
 
 

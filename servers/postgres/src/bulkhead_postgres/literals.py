@@ -42,6 +42,8 @@ _PROVEN: OrderedDict[str, None] = OrderedDict()
 
 _COMPARISONS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">="})
 _CAST = "::pg_catalog.int4"
+_SPACE = " \t\n\r\f"
+"""White space to PostgreSQL's scanner before version 16 (which added the vertical tab)."""
 _POSITIONS = frozenset({"location", "stmt_location", "stmt_len", "rexpr_list_start", "rexpr_list_end"})
 """Keys that only say where a node is in the text, which lifting changes."""
 
@@ -207,7 +209,9 @@ def _rewrite(
         sign = 1
         if token.name == "ASCII_45":  # a folded minus sign: `-1` is one constant to the parser
             token, sign = following.get(start), -1
-            if token is None:
+            # Only the white space of every server in between: pglast's scanner (PostgreSQL 17)
+            # also skips a vertical tab, which PostgreSQL 15 refuses as written.
+            if token is None or text[start + 1 : token.start].strip(_SPACE):
                 return None
         if token.name != "ICONST" or _token_value(text[token.start : token.end + 1]) != sign * value:
             return None
