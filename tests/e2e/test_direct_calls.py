@@ -33,6 +33,8 @@ CALLS: list[dict[str, Any]] = [
     {"name": 5, "arguments": {}},
     {"name": "get_user", "arguments": ["u00001"]},
     {"arguments": {"user": "u00001"}},
+    {"name": "get_user", "arguments": None},
+    {"name": "get_user", "arguments": {"user": "u00001" * 20_000}},
 ]
 
 DIRECT_LOG = "answering plain tools/call requests on this connection directly"

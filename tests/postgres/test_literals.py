@@ -81,6 +81,9 @@ def test_integer_comparands_in_the_where_clause_become_typed_parameters(
         "SELECT * FROM t WHERE id LIKE 1",
         "SELECT a FROM t WHERE a = 1 UNION SELECT 2",  # a set operation
         "SELECT * FROM t WHERE id = $1",
+        "SELECT * FROM t WHERE id = 1 AND x = $1",  # the caller's $1 would be bound to our value
+        "SELECT * FROM t WHERE id = 1 AND x = $2",
+        "SELECT * FROM t WHERE id = -\v1",  # white space to pglast, a syntax error to PostgreSQL 15
         "SELECT * FROM t WHERE id = 0x10",  # PostgreSQL 16 spellings: an older server refuses them
         "SELECT * FROM t WHERE id IN (1, 1_000)",
         "SELECT * FROM t WHERE id BETWEEN SYMMETRIC 5 AND 1",
@@ -182,6 +185,67 @@ async def test_a_lifted_statement_fails_with_the_literal_texts_error_and_positio
     assert len(set(errors)) == 1, errors
     assert "42883" in errors[0]
     assert f"At character {sql.index('name = 5') + 6}" in errors[0]
+
+
+async def _outcome(database: Database, sql: str) -> tuple[str, object]:
+    """What running `sql` gives: its columns and rows, or the type and text of its error."""
+    try:
+        result = await database.run(check_read_only(sql))
+    except Exception as error:  # any failure is an outcome to compare
+        return type(error).__name__, str(error)
+    return "rows", (result.columns, result.rows)
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # Without params, the caller's $1 has no value: lifted, it would get the lifted one.
+        "SELECT n FROM generate_series(1, 3) AS n WHERE n = 2 AND n = $1",
+        "SELECT n FROM generate_series(1, 3) AS n WHERE n > 0 AND n < $2",
+        # A vertical tab is white space to pglast's scanner, not to PostgreSQL 15's.
+        "SELECT n FROM generate_series(-2, 2) AS n WHERE n = -\v1",
+    ],
+)
+async def test_a_repeated_shape_gives_what_its_first_run_gave(pg_database: PgDatabase, sql: str) -> None:
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    try:
+        outcomes = [await _outcome(database, sql) for _ in range(3)]
+    finally:
+        await database.close()
+    if "$" in sql:
+        assert outcomes[0][0] != "rows", outcomes[0]
+    assert outcomes[1:] == outcomes[:1] * 2
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_prepared_shape_follows_its_table_when_the_table_changes(pg_database: PgDatabase) -> None:
+    admin = await pg_database.connect()
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    lifted = check_read_only("SELECT * FROM reshaped WHERE id = 1")
+    with_params = check_read_only("SELECT * FROM reshaped WHERE id = $1")
+    assert lifted.lifted is not None
+    try:
+        await admin.execute(
+            "CREATE TABLE reshaped (id integer, name text); INSERT INTO reshaped VALUES (1, 'a')"
+        )
+        for _ in range(2):  # the second run of each is a prepared statement in asyncpg's cache
+            await database.run(lifted)
+            await database.run(with_params, [1])
+        await admin.execute("ALTER TABLE reshaped ADD COLUMN extra integer DEFAULT 7")
+        results = [
+            await database.run(lifted),
+            await database.run(with_params, [1]),
+            await database.run(lifted),
+        ]
+    finally:
+        await database.close()
+        await admin.close()
+    for result in results:
+        assert [column.name for column in result.columns] == ["id", "name", "extra"]
+        assert result.rows == [[1, "a", 7]]
 
 
 # --- integer shapes: a repeated shape skips the parse, and proves nothing it should not ---------

@@ -16,22 +16,26 @@ A call is answered here only when all of this holds, and otherwise goes to the S
   seal), no cache hint for `tools/call`, and no OpenTelemetry tracer provider is installed (the
   span would be a no-op).
 
-`notifications/cancelled` cancels a direct call as the SDK would (the call is not answered); at
-the end of the connection, calls still running are cancelled and answered "Connection closed", as
-the SDK does. tests/e2e/test_direct_calls.py checks that every answer is byte for byte the one the
-SDK gives.
+`notifications/cancelled` cancels a direct call as the SDK would: its id matched as the SDK
+matches it, the call's own cancel scope cancelled (so shielded clean-up in the tool runs to its
+end), and the call never answered; at the end of the connection, calls still running are
+cancelled and answered "Connection closed", as the SDK does. tests/e2e/test_direct_calls.py checks
+that every answer is byte for byte the one the SDK gives.
 """
 
 import asyncio
 import contextvars
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+import anyio
 import mcp_types
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp_types import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -75,19 +79,22 @@ def _plain_server(server: MCPServer[Any]) -> bool:
     # request carrying `requestState` or a result that asks for input; a direct call has neither.
     if middleware != _DEFAULT_MIDDLEWARE or "tools/call" in lowlevel.cache_hints:
         return False
+    # An extension's tool-call interceptor (or any other handler put in its place) wraps the
+    # server's own; a direct call would go around it.
+    entry = lowlevel.get_request_handler("tools/call")
+    if entry is None or entry.handler != server._handle_call_tool:  # pyright: ignore[reportPrivateUsage] -- what the SDK registers
+        return False
     # Until a provider is installed the API hands out its proxy, and every span is a no-op.
     return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-
-
-def _key(request_id: object) -> str:
-    """Ids as the SDK correlates them: a stringified id in notifications/cancelled still matches."""
-    return str(request_id)
 
 
 @dataclass
 class _Call:
     request_id: mcp_types.RequestId
     task: "asyncio.Task[None] | None" = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    """Cancelled as the SDK cancels a request's scope: a native `Task.cancel()` would go through
+    the tool's shielded clean-up (a statement's ROLLBACK, say) and cut it short."""
     answered: bool = False
     withdrawn: bool = False
     """The client cancelled it: it is never answered."""
@@ -102,10 +109,11 @@ class DirectCalls:
         # "none": no initialize yet; "sent": the first one is waiting for its answer; "done": the
         # SDK accepted it at a version in DIRECT_VERSIONS; "off": anything else (direct calls stay off).
         self._handshake: Literal["none", "sent", "done", "off"] = "none"
-        self._initialize_id = ""
+        self._initialize_id: mcp_types.RequestId = ""
         self._version = ""
         self._ready = False
-        self._calls: dict[str, _Call] = {}
+        # Keyed as the SDK keys its requests in flight: "7" and 7 are one id (coerce_request_id).
+        self._calls: dict[mcp_types.RequestId, _Call] = {}
 
     @property
     def ready(self) -> bool:
@@ -121,23 +129,25 @@ class DirectCalls:
         if isinstance(message, JSONRPCRequest):
             if message.method == "initialize":
                 if self._handshake == "none":
-                    self._handshake, self._initialize_id = "sent", _key(message.id)
+                    self._handshake, self._initialize_id = "sent", coerce_request_id(message.id)
                 else:
                     self._handshake, self._ready = "off", False
                 return False
             return self._ready and message.method == "tools/call" and self._start(message)
         if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
-            call = self._calls.get(_key((message.params or {}).get("requestId")))
-            if call is not None and call.task is not None:
+            # The SDK's reading of requestId: a string or an integer, never a boolean or a float.
+            request_id = cancelled_request_id_from_params(message.params)
+            call = None if request_id is None else self._calls.get(coerce_request_id(request_id))
+            if call is not None:
                 call.withdrawn = True
-                call.task.cancel()
+                call.scope.cancel()
         return False
 
     def outbound(self, message: mcp_types.JSONRPCMessage) -> None:
         """Note whether the SDK accepted `initialize`, and at which protocol version."""
         if self._handshake != "sent" or not isinstance(message, JSONRPCResponse | JSONRPCError):
             return
-        if _key(message.id) != self._initialize_id:
+        if message.id is None or coerce_request_id(message.id) != self._initialize_id:
             return
         version = message.result.get("protocolVersion") if isinstance(message, JSONRPCResponse) else None
         # The SDK serves tools/call from here on (it does not wait for notifications/initialized).
@@ -156,21 +166,27 @@ class DirectCalls:
         if not isinstance(name, str) or not isinstance(arguments, dict):
             return False  # the SDK answers with its own invalid-params error
         tool = self._server._tool_manager.get_tool(name)  # pyright: ignore[reportPrivateUsage] -- no public lookup
-        key = _key(request.id)
-        if tool is None or tool.context_kwarg is not None or key in self._calls:
+        key = coerce_request_id(request.id)
+        # A tool with resolvers (`Resolve(...)` parameters) reads the request's context as one
+        # taking a `Context` does.
+        if tool is None or tool.context_kwarg is not None or tool.resolved_params or key in self._calls:
             return False
         call = _Call(request.id)
         context = contextvars.copy_context()
-        context.run(REQUEST_ID.set, key)
+        context.run(REQUEST_ID.set, str(request.id))  # as the SDK's request context gives it
         coroutine = self._run(call, name, cast("dict[str, Any]", arguments))
         call.task = asyncio.get_running_loop().create_task(coroutine, context=context)
         self._calls[key] = call
         call.task.add_done_callback(lambda _: self._calls.pop(key, None))
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("tools/call %s (%s) is answered directly", key, name)
+            logger.debug("tools/call %s (%s) is answered directly", request.id, name)
         return True
 
     async def _run(self, call: _Call, name: str, arguments: dict[str, Any]) -> None:
+        with call.scope:
+            await self._answer_call(call, name, arguments)
+
+    async def _answer_call(self, call: _Call, name: str, arguments: dict[str, Any]) -> None:
         try:
             result = await self._server.call_tool(name, arguments, None)
         except MCPError as exc:
@@ -189,6 +205,8 @@ class DirectCalls:
         self._answer(call, JSONRPCResponse(jsonrpc="2.0", id=call.request_id, result=payload))
 
     def _answer(self, call: _Call, message: JSONRPCResponse | JSONRPCError) -> None:
+        if call.withdrawn:
+            return  # the SDK never answers a request the client cancelled, even one that finished
         call.answered = True
         if self._writer is not None:
             self._writer.write(encode_message(message))
@@ -198,8 +216,8 @@ class DirectCalls:
         self._ready = False
         calls = list(self._calls.values())
         tasks = [call.task for call in calls if call.task is not None]
-        for task in tasks:
-            task.cancel()
+        for call in calls:
+            call.scope.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         closed = ErrorData(code=CONNECTION_CLOSED, message="Connection closed")

@@ -435,13 +435,23 @@ class Database:
         lifted = statement.lifted if not params and statement.lifted else None
         if lifted is not None and not self._repeated_shape(lifted):
             lifted = None
+        sql, values = (statement.sql, params) if lifted is None else (lifted.sql, lifted.values)
         try:
             try:
                 await self._begin(connection)
-                if lifted is None:
-                    result = await self._collect(connection, statement.sql, params, row_cap)
-                else:
-                    result = await self._collect(connection, lifted.sql, lifted.values, row_cap)
+                try:
+                    result = await self._collect(connection, sql, values, row_cap)
+                except asyncpg.exceptions.InvalidCachedStatementError:
+                    # A cached statement whose tables changed shape since it was prepared (ALTER
+                    # TABLE): PostgreSQL will not run it with another result type, on this
+                    # connection, ever again. asyncpg's own executor drops its statement cache
+                    # and prepares again; `_collect` goes around that executor, so it is done
+                    # here, once, in a new transaction, as the literal text would simply have run.
+                    raw, _ = _private(connection)
+                    raw._drop_local_statement_cache()
+                    await connection.execute("ROLLBACK")
+                    await self._begin(connection)
+                    result = await self._collect(connection, sql, values, row_cap)
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, _CONNECTION_LOST):
                     raise

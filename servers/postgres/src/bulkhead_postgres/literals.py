@@ -7,7 +7,8 @@ prepared once per connection and then bound and executed in one round trip.
 
 Only what cannot change the statement's meaning is lifted: an integer literal (the parser's
 `int4`) compared with a plain column reference by `=`, `<>`, `<`, `<=`, `>`, `>=`, `IN (...)` or
-`BETWEEN`, in the top-level `WHERE` clause of a plain `SELECT`, under `AND` / `OR` / `NOT`.
+`BETWEEN`, in the top-level `WHERE` clause of a plain `SELECT`, under `AND` / `OR` / `NOT`, of a
+statement without `$n` parameters of its own.
 Casting the parameter to `int4` gives it the literal's own type, so operator resolution is the
 same; the target list, `GROUP BY`, `ORDER BY` (where `1` means a column), `LIMIT`, type modifiers,
 subqueries and set operations are never touched. A lifted statement is planned as any prepared
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pglast.parser import ParseError, parse_sql_json, scan
+from pglast.parser import ParseError, Token, parse_sql_json, scan
 
 __all__ = [
     "MAX_LIFTED",
@@ -49,6 +50,8 @@ _PROVEN: OrderedDict[str, None] = OrderedDict()
 
 _COMPARISONS = frozenset({"=", "<>", "!=", "<", "<=", ">", ">="})
 _CAST = "::pg_catalog.int4"
+_SPACE = " \t\n\r\f"
+"""White space to PostgreSQL's scanner before version 16 (which added the vertical tab)."""
 _POSITIONS = frozenset({"location", "stmt_location", "stmt_len", "rexpr_list_start", "rexpr_list_end"})
 """Keys that only say where a node is in the text, which lifting changes."""
 
@@ -95,7 +98,12 @@ def lift_integers(text: str, select: dict[str, Any]) -> Lifted | None:
     constants: list[tuple[int, int]] = []  # (byte location, value)
     if not _collect(where, constants) or not constants or len(constants) > MAX_LIFTED:
         return None
-    return _rewrite(text, select, constants)
+    scanned = scan(text)
+    if any(token.name == "PARAM" for token in scanned):
+        # The caller's own `$1` would be numbered among ours and bound to a lifted value: a text
+        # that fails for want of its parameter would run (and its `$2` would be our `$2`).
+        return None
+    return _rewrite(text, select, constants, scanned)
 
 
 def _object(node: object) -> dict[str, Any]:
@@ -192,10 +200,12 @@ def _token_value(token: str) -> int | None:
     return int(token) if token.isascii() and token.isdigit() else None
 
 
-def _rewrite(text: str, select: dict[str, Any], constants: list[tuple[int, int]]) -> Lifted | None:
+def _rewrite(
+    text: str, select: dict[str, Any], constants: list[tuple[int, int]], scanned: list[Token]
+) -> Lifted | None:
     encoded = text.encode()
     ascii_only = len(encoded) == len(text)
-    tokens = {token.start: token for token in scan(text)}
+    tokens = {token.start: token for token in scanned}
     ordered = list(tokens.values())
     following = {token.start: ordered[index + 1] for index, token in enumerate(ordered[:-1])}
     spans: list[tuple[int, int, int]] = []  # (start, end) in characters of `text`, value
@@ -207,7 +217,9 @@ def _rewrite(text: str, select: dict[str, Any], constants: list[tuple[int, int]]
         sign = 1
         if token.name == "ASCII_45":  # a folded minus sign: `-1` is one constant to the parser
             token, sign = following.get(start), -1
-            if token is None:
+            # Only the white space of every server in between: pglast's scanner (PostgreSQL 17)
+            # also skips a vertical tab, which PostgreSQL 15 refuses as written.
+            if token is None or text[start + 1 : token.start].strip(_SPACE):
                 return None
         if token.name != "ICONST" or _token_value(text[token.start : token.end + 1]) != sign * value:
             return None
