@@ -422,6 +422,27 @@ async def test_postgres_errors_carry_sqlstate_message_and_position(served: Runni
     assert "Internal error" not in text(bad_param)
 
 
+@pytest.mark.parametrize(
+    ("sql", "params", "expected"),
+    [
+        ("SELECT $1::int + $2::int", None, "uses $1 to $2, so params needs 2 values, in order; 0 were given"),
+        ("SELECT $1::int", [1, 2], "uses $1, so params needs 1 value, in order; 2 were given"),
+        ("SELECT 1", [1], "has no $1, $2 ... placeholders, but 1 params were given"),
+    ],
+)
+async def test_params_that_do_not_match_the_placeholders_say_so_and_the_pool_stays_healthy(
+    served: Running, sql: str, params: list[int] | None, expected: str
+) -> None:
+    async with connect(served.server) as client:
+        arguments: dict[str, object] = {"sql": sql} if params is None else {"sql": sql, "params": params}
+        failed = await client.call_tool("query", arguments)
+        after = await client.call_tool("query", {"sql": "SELECT $1::int + $2::int", "params": [1, 2]})
+    assert failed.is_error
+    assert expected in text(failed)
+    assert "connection" not in text(failed).lower()
+    assert data(after)["rows"] == [[3]]
+
+
 async def test_catalog_tools_describe_the_visible_schemas_only(served: Running) -> None:
     async with connect(served.server) as client:
         schemas = data(await client.call_tool("list_schemas", {}))

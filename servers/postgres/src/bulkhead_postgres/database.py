@@ -76,6 +76,20 @@ _CONNECTION_LOST = (
 )
 
 
+def _count_mismatch(placeholders: int, given: int) -> str:
+    """The error for params that do not match the statement's $1, $2 ... placeholders."""
+    if placeholders == 0:
+        return (
+            f"The statement has no $1, $2 ... placeholders, but {given} params were given. "
+            "Leave params out, or refer to each value as $1, $2 ... in the SQL."
+        )
+    wanted = "$1" if placeholders == 1 else f"$1 to ${placeholders}"
+    return (
+        f"The statement uses {wanted}, so params needs {placeholders} value"
+        f"{'' if placeholders == 1 else 's'}, in order; {given} were given."
+    )
+
+
 CANCEL_RESEND_FIRST = 0.05
 """Seconds after the first cancel request before it is sent again; the wait doubles each time."""
 
@@ -492,6 +506,9 @@ class Database:
         raw, protocol = _private(connection)
         cached = bool(params)
         state: Any = await raw._get_statement(sql, None, named=cached, use_cache=cached)
+        placeholders = len(state._get_parameters())
+        if placeholders != len(params):
+            raise BulkheadError(_count_mismatch(placeholders, len(params)))
         columns, converters = self._described(state, remember=cached)
         wanted = row_cap + 1
         records, _, done = await protocol.bind_execute(state, params, "", min(wanted, BATCH_ROWS), True, None)
