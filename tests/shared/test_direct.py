@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp_types import CallToolResult
 
 from bulkhead.app import BulkheadServer
 from bulkhead.direct import DirectCalls
@@ -75,6 +76,11 @@ def server(tmp_path: Path, gate: Gate) -> Iterator[BulkheadServer]:
         gate.started.set()
         await gate.release.wait()
         return "released"
+
+    @server.tool()
+    async def unshapeable() -> CallToolResult:
+        """Returns a result that cannot be turned into JSON."""
+        return CallToolResult(content=[], structured_content={"value": object()})
 
     yield server
     server.audit.close()
@@ -254,3 +260,15 @@ async def test_a_cancel_leaves_alone_the_calls_the_sdk_would_not_cancel(
         gate.release.set()
         answer = await client.response(request_id)
     assert answer["result"]["structuredContent"] == {"result": "released"}
+
+
+async def test_a_result_that_cannot_be_shaped_is_answered_as_the_sdk_answers_it(
+    server: BulkheadServer,
+) -> None:
+    answers: list[dict[str, Any]] = []
+    for direct in MODES:
+        async with serving(server, direct=direct) as client:
+            client.send(_call(3, "unshapeable"))
+            answers.append(await client.response(3))
+    assert answers[0] == answers[1]
+    assert answers[0]["error"]["code"] == 0

@@ -202,6 +202,12 @@ class DirectCalls:
             invalid = ErrorData(code=INTERNAL_ERROR, message="Handler returned an invalid result")
             self._answer(call, JSONRPCError(jsonrpc="2.0", id=call.request_id, error=invalid))
             return
+        except Exception as exc:
+            # The SDK dispatcher's catch-all for a handler that raised: code 0 and the text.
+            logger.exception("handler for 'tools/call' raised")
+            failed = ErrorData(code=0, message=str(exc))
+            self._answer(call, JSONRPCError(jsonrpc="2.0", id=call.request_id, error=failed))
+            return
         self._answer(call, JSONRPCResponse(jsonrpc="2.0", id=call.request_id, result=payload))
 
     def _answer(self, call: _Call, message: JSONRPCResponse | JSONRPCError) -> None:
