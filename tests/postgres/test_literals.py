@@ -10,7 +10,7 @@ import pytest
 from pglast.parser import parse_sql_json
 
 from bulkhead_postgres import guard
-from bulkhead_postgres.database import Database, Limits, QueryFailedError
+from bulkhead_postgres.database import Column, Database, Limits, QueryFailedError
 from bulkhead_postgres.guard import QueryRejectedError, check_read_only
 from bulkhead_postgres.literals import MAX_LIFTED, integer_shape, lift_integers
 from tests.pg import PgDatabase
@@ -331,3 +331,33 @@ def test_a_refused_text_of_an_accepted_shape_is_still_refused(parses: list[str])
         with pytest.raises(QueryRejectedError):
             check_read_only(refused)
     assert len(parses) == 3
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "sql", ["SELECT * FROM retyped WHERE id = 1", "SELECT * FROM retyped WHERE id = 1 + 0"]
+)
+async def test_a_composite_type_that_gains_an_attribute_is_read_with_its_new_layout(
+    pg_database: PgDatabase, sql: str
+) -> None:
+    # asyncpg caches a composite type's layout per pool; its public executor reloads that cache
+    # when a row no longer matches it. `_collect` goes around that executor, lifted or not.
+    admin = await pg_database.connect()
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    try:
+        await admin.execute(
+            "DROP TABLE IF EXISTS retyped; DROP TYPE IF EXISTS retyped_pair; "
+            "CREATE TYPE retyped_pair AS (a integer, b text); "
+            "CREATE TABLE retyped (id integer, pair retyped_pair); "
+            "INSERT INTO retyped VALUES (1, ROW(1, 'x'))"
+        )
+        for _ in range(2):
+            await database.run(check_read_only(sql))
+        await admin.execute("ALTER TYPE retyped_pair ADD ATTRIBUTE c integer")
+        outcomes = [await _outcome(database, sql) for _ in range(3)]
+    finally:
+        await database.close()
+        await admin.close()
+    columns = [Column("id", "int4"), Column("pair", "retyped_pair")]
+    assert outcomes == [("rows", (columns, [[1, {"a": 1, "b": "x", "c": None}]]))] * 3

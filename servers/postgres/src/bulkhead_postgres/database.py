@@ -455,14 +455,24 @@ class Database:
                 await self._begin(connection)
                 try:
                     result = await self._collect(connection, sql, values, row_cap)
-                except asyncpg.exceptions.InvalidCachedStatementError:
+                except (
+                    asyncpg.exceptions.InvalidCachedStatementError,
+                    asyncpg.exceptions.OutdatedSchemaCacheError,
+                ) as stale:
                     # A cached statement whose tables changed shape since it was prepared (ALTER
                     # TABLE): PostgreSQL will not run it with another result type, on this
                     # connection, ever again. asyncpg's own executor drops its statement cache
                     # and prepares again; `_collect` goes around that executor, so it is done
                     # here, once, in a new transaction, as the literal text would simply have run.
+                    # Likewise a composite type that changed (ALTER TYPE ... ADD ATTRIBUTE) no
+                    # longer matches asyncpg's cached codec for it, whichever statement reads it:
+                    # asyncpg's executor reloads its type cache then; without that, every later
+                    # call on this connection would fail the same way.
                     raw, _ = _private(connection)
-                    raw._drop_local_statement_cache()
+                    if isinstance(stale, asyncpg.exceptions.OutdatedSchemaCacheError):
+                        await raw.reload_schema_state()
+                    else:
+                        raw._drop_local_statement_cache()
                     await connection.execute("ROLLBACK")
                     await self._begin(connection)
                     result = await self._collect(connection, sql, values, row_cap)
