@@ -361,3 +361,32 @@ async def test_a_composite_type_that_gains_an_attribute_is_read_with_its_new_lay
         await admin.close()
     columns = [Column("id", "int4"), Column("pair", "retyped_pair")]
     assert outcomes == [("rows", (columns, [[1, {"a": 1, "b": "x", "c": None}]]))] * 3
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+@pytest.mark.parametrize("lifted", [True, False])
+async def test_a_connection_ended_while_idle_is_reported_as_lost_and_replaced(
+    pg_database: PgDatabase, lifted: bool
+) -> None:
+    # asyncpg hands a lost connection back to its pool by itself: ending the call must not call
+    # the released proxy (InterfaceError), and a BEGIN that races asyncpg reading the server's
+    # last message ("another operation is in progress") means lost too.
+    admin = await pg_database.connect()
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    sql = "SELECT n, pg_backend_pid() FROM generate_series(1, 3) AS n WHERE n = 1" + (
+        "" if lifted else " + 0"
+    )
+    try:
+        first = [await database.run(check_read_only(sql)) for _ in range(2)]
+        await admin.execute("SELECT pg_terminate_backend($1)", first[0].rows[0][1])
+        outcomes = [await _outcome(database, sql) for _ in range(3)]
+    finally:
+        await database.close()
+        await admin.close()
+    lost = (
+        "UnavailableError",
+        "The database connection was lost (the server may be restarting); try the call again.",
+    )
+    assert outcomes[0] == lost or outcomes[0][0] == "rows", outcomes[0]  # or the pool noticed first
+    assert [outcome[0] for outcome in outcomes[1:]] == ["rows", "rows"], outcomes

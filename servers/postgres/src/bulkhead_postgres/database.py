@@ -112,6 +112,16 @@ def _private(connection: PoolConnectionProxy[asyncpg.Record]) -> tuple[Any, Any]
     return raw, raw._protocol
 
 
+def _released(connection: PoolConnectionProxy[asyncpg.Record]) -> bool:
+    """Whether the pool already took the connection back: asyncpg does so when it is lost.
+
+    The proxy then refuses every method (`is_closed()` and `terminate()` included) with an
+    InterfaceError, and there is nothing left to end or to release.
+    """
+    proxy: Any = connection
+    return proxy._con is None
+
+
 def _command_in_flight(connection: PoolConnectionProxy[asyncpg.Record]) -> bool:
     """Whether asyncpg is waiting for the backend to end a command whose call was cancelled."""
     _, protocol = _private(connection)
@@ -377,7 +387,7 @@ class Database:
     async def _end_call_bounded(self, connection: PoolConnectionProxy[asyncpg.Record]) -> None:
         with anyio.move_on_after(CLEANUP_SECONDS) as cleanup:
             await self._end_call(connection)
-        if cleanup.cancelled_caught:
+        if cleanup.cancelled_caught and not _released(connection):
             connection.terminate()
 
     async def _end_and_release(
@@ -387,7 +397,8 @@ class Database:
             await self._end_call_bounded(connection)
         except Exception:
             logger.exception("ending a call failed; discarding its connection")
-            connection.terminate()
+            if not _released(connection):
+                connection.terminate()
         finally:
             try:
                 await pool.release(connection)
@@ -396,11 +407,11 @@ class Database:
 
     @staticmethod
     async def _end_call(connection: PoolConnectionProxy[asyncpg.Record]) -> None:
-        if connection.is_closed():
+        if _released(connection) or connection.is_closed():
             return
         if _command_in_flight(connection):
             await _stop_cancelled_command(connection)
-        if connection.is_closed():
+        if _released(connection) or connection.is_closed():
             return
         if not connection.is_in_transaction():
             logger.warning("a statement left its read-only transaction; discarding the connection")
@@ -450,9 +461,11 @@ class Database:
         if lifted is not None and not self._repeated_shape(lifted):
             lifted = None
         sql, values = (statement.sql, params) if lifted is None else (lifted.sql, lifted.values)
+        began = False
         try:
             try:
                 await self._begin(connection)
+                began = True
                 try:
                     result = await self._collect(connection, sql, values, row_cap)
                 except (
@@ -490,7 +503,12 @@ class Database:
             # connection discarded) and the connection released before the error goes on.
             with anyio.CancelScope(shield=True):
                 await self._end_and_release(pool, connection)
-            if isinstance(exc, _CONNECTION_LOST):
+            # A connection the server ended while it sat idle in the pool can fail our BEGIN
+            # with asyncpg's "another operation is in progress" while asyncpg is still reading
+            # the server's last message: lost as well (cleaning up threw it away).
+            if isinstance(exc, _CONNECTION_LOST) or (
+                not began and isinstance(exc, asyncpg.exceptions.InternalClientError)
+            ):
                 raise UnavailableError(_LOST) from exc
             raise
         # The answer is complete: its ROLLBACK and the release need not hold it up. The connection
