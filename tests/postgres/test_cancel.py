@@ -402,3 +402,26 @@ async def test_a_call_still_running_when_stdin_ends_is_answered_connection_close
     assert answers[2]["error"] == {"code": CONNECTION_CLOSED, "message": "Connection closed"}
     log = (tmp_path / "stderr.log").read_text()
     assert ("tools/call 2 (query) is answered directly" in log) == direct
+
+
+async def test_a_cancel_at_any_moment_of_a_lifted_call_stops_its_statement(
+    shop: Shop, admin: asyncpg.Connection
+) -> None:
+    # The same, for a repeated query shape: it runs as a named prepared statement with its
+    # integers bound, so a cancel can also land in its Parse, or between prepare and execute.
+    limits = Limits(LONG_MS, LONG_MS, LONG_MS, max_rows=10, max_bytes=100_000, max_cell_chars=100)
+    database = Database(shop.reader_dsn, limits, pool_size=1)
+    shape = "SELECT count(*) FROM shop.big a, shop.big b WHERE a.id < b.id AND a.id > {}"
+    lifted = "a.id > $1::pg_catalog.int4"
+    try:
+        first = await database.run(check_read_only(shape.format(100_000)))
+        for step in range(40):
+            with anyio.move_on_after(step * 0.0005):
+                await database.run(check_read_only(shape.format(-step)))
+            await wait_until_stopped(admin, shop, lifted)
+        last = await database.run(check_read_only(shape.format(99_999)))
+        prepared = await database.run(check_read_only("SELECT count(*) FROM pg_prepared_statements"))
+    finally:
+        await database.close()
+    assert first.rows == last.rows == [[0]]
+    assert prepared.rows[0][0] <= 2, prepared.rows

@@ -312,6 +312,14 @@ def test_a_text_of_a_known_shape_is_accepted_without_parsing_exactly_as_a_parse_
         ("SELECT * FROM t WHERE id = 16", "SELECT * FROM t WHERE id = 0x10"),
         ("SELECT * FROM t WHERE id = 1;", "SELECT * FROM t WHERE id = 2;"),
         (" SELECT * FROM t WHERE id = 1", " SELECT * FROM t WHERE id = 2"),
+        # Digits inside identifiers, strings, escapes and comments are not integer literals.
+        ('SELECT * FROM t WHERE "t1" = 1', 'SELECT * FROM t WHERE "t2" = 1'),
+        ("SELECT 'a1' FROM t WHERE id = 1", "SELECT 'a2' FROM t WHERE id = 1"),
+        ("SELECT $$1$$, $q$1$q$ FROM t WHERE id = 1", "SELECT $$1$$, $q$2$q$ FROM t WHERE id = 1"),
+        ("SELECT E'\\x31' FROM t WHERE id = 1", "SELECT E'\\x32' FROM t WHERE id = 1"),
+        ("SELECT U&'\\0031' FROM t WHERE id = 1", "SELECT U&'\\0032' FROM t WHERE id = 1"),
+        ("SELECT /* 1 */ * FROM t WHERE id = 1", "SELECT /* 2 */ * FROM t WHERE id = 1"),
+        ("SELECT * FROM t1 WHERE id = 1", "SELECT * FROM t2 WHERE id = 1"),
     ],
 )
 def test_explain_other_integer_spellings_and_trimmed_texts_are_always_parsed(
@@ -390,3 +398,51 @@ async def test_a_connection_ended_while_idle_is_reported_as_lost_and_replaced(
     )
     assert outcomes[0] == lost or outcomes[0][0] == "rows", outcomes[0]  # or the pool noticed first
     assert [outcome[0] for outcome in outcomes[1:]] == ["rows", "rows"], outcomes
+
+
+OPERATOR_SETUP = """
+DROP TABLE IF EXISTS typed; DROP DOMAIN IF EXISTS positive;
+DROP OPERATOR IF EXISTS public.= (text, integer);
+DROP FUNCTION IF EXISTS public.text_is_tenfold(text, integer);
+CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+CREATE TABLE typed (id integer, small smallint, big bigint, exact numeric, word text, ref oid, pos positive);
+INSERT INTO typed SELECT n, n, n, n, (n * 10)::text, n, n FROM generate_series(1, 5) AS n;
+INSERT INTO typed (id, ref) VALUES (-1, 4294967295);
+CREATE FUNCTION public.text_is_tenfold(text, integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE AS 'SELECT $1 = ($2 * 10)::text';
+CREATE OPERATOR public.= (leftarg = text, rightarg = integer, function = public.text_is_tenfold);
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_lifted_comparand_picks_the_literals_operator_whatever_the_columns_type(
+    pg_database: PgDatabase,
+) -> None:
+    # The literal is an int4 constant, and so is `$n::pg_catalog.int4`: the same operator, also a
+    # user's own one in public, the same implicit casts (int2 = int4 with 40000, int8, numeric,
+    # oid from -1, a domain), the same errors.
+    admin = await pg_database.connect()
+    try:
+        await admin.execute(OPERATOR_SETUP)
+    finally:
+        await admin.close()
+    texts = [
+        "SELECT id FROM typed WHERE word = 3",  # the user's text = integer operator
+        "SELECT id FROM typed WHERE small = 40000 OR small = 2",
+        "SELECT id FROM typed WHERE big = 2147483647 OR big BETWEEN -3 AND 1",
+        "SELECT id FROM typed WHERE exact IN (2, 4)",
+        "SELECT id FROM typed WHERE ref = -1",
+        "SELECT id FROM typed WHERE pos NOT IN (1, 2, 3)",
+        "SELECT id FROM typed WHERE id = 1 AND ref = 2 AND pos = 'x'",
+    ]
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    try:
+        for sql in texts:
+            assert check_read_only(sql).lifted is not None, sql
+            outcomes = [await _outcome(database, sql) for _ in range(3)]
+            assert outcomes[1:] == outcomes[:1] * 2, sql
+            if sql.startswith("SELECT id FROM typed WHERE word"):
+                assert outcomes[0] == ("rows", ([Column("id", "int4")], [[3]]))
+    finally:
+        await database.close()
