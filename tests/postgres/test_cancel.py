@@ -424,4 +424,4 @@ async def test_a_cancel_at_any_moment_of_a_lifted_call_stops_its_statement(
     finally:
         await database.close()
     assert first.rows == last.rows == [[0]]
-    assert prepared.rows[0][0] <= 2, prepared.rows
+    assert prepared.rows in ([[1]], [[2]]), prepared.rows
