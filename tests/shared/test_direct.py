@@ -272,3 +272,23 @@ async def test_a_result_that_cannot_be_shaped_is_answered_as_the_sdk_answers_it(
             answers.append(await client.response(3))
     assert answers[0] == answers[1]
     assert answers[0]["error"]["code"] == 0
+
+
+@pytest.mark.parametrize("direct", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("later", ["tools/list", "tools/call"])
+async def test_a_cancel_for_a_reused_id_reaches_only_the_latest_request_as_in_the_sdk(
+    server: BulkheadServer, gate: Gate, direct: bool, later: str
+) -> None:
+    # The SDK keys its requests in flight by id and a later request with the same id replaces
+    # the earlier one there: a cancel for that id never reaches the earlier call.
+    async with serving(server, direct=direct) as client:
+        client.send(_call(2, "wait_for_release"))
+        await gate.wait(gate.started)
+        reused = {"jsonrpc": "2.0", "id": 2, "method": later}
+        client.send(_call(2, "list_nothing") if later == "tools/call" else reused)
+        await client.response(2)
+        client.cancel(2)
+        await client.round_trip()
+        gate.release.set()
+        answer = await client.response(2)
+    assert answer["result"]["structuredContent"] == {"result": "released"}

@@ -98,6 +98,9 @@ class _Call:
     answered: bool = False
     withdrawn: bool = False
     """The client cancelled it: it is never answered."""
+    superseded: bool = False
+    """A later request with the same id went to the SDK: as the SDK keys its requests in flight
+    by id (the later one wins), a `notifications/cancelled` for that id no longer reaches this call."""
 
 
 class DirectCalls:
@@ -133,12 +136,17 @@ class DirectCalls:
                 else:
                     self._handshake, self._ready = "off", False
                 return False
-            return self._ready and message.method == "tools/call" and self._start(message)
+            if self._ready and message.method == "tools/call" and self._start(message):
+                return True
+            running = self._calls.get(coerce_request_id(message.id)) if self._calls else None
+            if running is not None:
+                running.superseded = True
+            return False
         if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
             # The SDK's reading of requestId: a string or an integer, never a boolean or a float.
             request_id = cancelled_request_id_from_params(message.params)
             call = None if request_id is None else self._calls.get(coerce_request_id(request_id))
-            if call is not None:
+            if call is not None and not call.superseded:
                 call.withdrawn = True
                 call.scope.cancel()
         return False
