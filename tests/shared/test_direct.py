@@ -292,3 +292,28 @@ async def test_a_cancel_for_a_reused_id_reaches_only_the_latest_request_as_in_th
         gate.release.set()
         answer = await client.response(2)
     assert answer["result"]["structuredContent"] == {"result": "released"}
+
+
+@pytest.mark.parametrize("direct", MODES, ids=MODE_IDS)
+async def test_a_cancel_for_an_id_a_later_call_took_over_leaves_the_earlier_request_alone(
+    server: BulkheadServer, gate: Gate, direct: bool
+) -> None:
+    # The reverse: the SDK runs a request (with `_meta`, so never direct) and a later direct call
+    # reuses its id; the SDK would have replaced the earlier one in its table, so the cancel
+    # reaches the later call only, and the earlier one is answered.
+    async with serving(server, direct=direct) as client:
+        earlier = _call(2, "wait_for_release")
+        earlier["params"]["_meta"] = {}
+        client.send(earlier)
+        await gate.wait(gate.started)
+        client.send(_call(2, "hold"))
+        await client.round_trip()
+        client.cancel(2)
+        await client.round_trip()
+        gate.release.set()
+        answer = await client.response(2)
+        await gate.wait(gate.ended)
+        client.cancel(2)  # the SDK's request was answered: nothing is left to take over
+        await client.round_trip()
+    assert answer["result"]["structuredContent"] == {"result": "released"}
+    assert sum(1 for line in client.lines if line.get("id") == 2) == 1

@@ -18,9 +18,11 @@ A call is answered here only when all of this holds, and otherwise goes to the S
 
 `notifications/cancelled` cancels a direct call as the SDK would: its id matched as the SDK
 matches it, the call's own cancel scope cancelled (so shielded clean-up in the tool runs to its
-end), and the call never answered; at the end of the connection, calls still running are
-cancelled and answered "Connection closed", as the SDK does. tests/e2e/test_direct_calls.py checks
-that every answer is byte for byte the one the SDK gives.
+end), and the call never answered. Ids are matched as the SDK keys its table of requests in flight,
+where a later request with an id replaces an earlier one: the SDK's answers are watched so that a
+cancel reaches only the latest request with its id, whichever side runs it. At the end of the
+connection, calls still running are cancelled and answered "Connection closed", as the SDK does.
+tests/e2e/test_direct_calls.py checks that every answer is byte for byte the one the SDK gives.
 """
 
 import asyncio
@@ -117,6 +119,11 @@ class DirectCalls:
         self._ready = False
         # Keyed as the SDK keys its requests in flight: "7" and 7 are one id (coerce_request_id).
         self._calls: dict[mcp_types.RequestId, _Call] = {}
+        # Ids of the requests the SDK runs (how many with each id), and the ids a direct call took
+        # over while the SDK still runs an earlier request with it: the SDK would have replaced
+        # that request in its table, so a cancel for the id must not reach it.
+        self._sdk_ids: dict[mcp_types.RequestId, int] = {}
+        self._taken_over: set[mcp_types.RequestId] = set()
 
     @property
     def ready(self) -> bool:
@@ -136,26 +143,47 @@ class DirectCalls:
                 else:
                     self._handshake, self._ready = "off", False
                 return False
+            key = coerce_request_id(message.id)
             if self._ready and message.method == "tools/call" and self._start(message):
+                if key in self._sdk_ids:
+                    self._taken_over.add(key)
                 return True
-            running = self._calls.get(coerce_request_id(message.id)) if self._calls else None
+            self._sdk_ids[key] = self._sdk_ids.get(key, 0) + 1
+            self._taken_over.discard(key)
+            running = self._calls.get(key) if self._calls else None
             if running is not None:
                 running.superseded = True
             return False
         if isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
             # The SDK's reading of requestId: a string or an integer, never a boolean or a float.
             request_id = cancelled_request_id_from_params(message.params)
-            call = None if request_id is None else self._calls.get(coerce_request_id(request_id))
+            if request_id is None:
+                return False
+            key = coerce_request_id(request_id)
+            call = self._calls.get(key)
             if call is not None and not call.superseded:
                 call.withdrawn = True
                 call.scope.cancel()
+            if key in self._taken_over:
+                return True  # the SDK's own request with this id is no longer the one cancelled
+            self._sdk_ids.pop(key, None)  # a request the SDK cancels is never answered
         return False
 
     def outbound(self, message: mcp_types.JSONRPCMessage) -> None:
-        """Note whether the SDK accepted `initialize`, and at which protocol version."""
-        if self._handshake != "sent" or not isinstance(message, JSONRPCResponse | JSONRPCError):
+        """Note the SDK's answers, and whether it accepted `initialize` (at which protocol version)."""
+        if not isinstance(message, JSONRPCResponse | JSONRPCError) or message.id is None:
             return
-        if message.id is None or coerce_request_id(message.id) != self._initialize_id:
+        key = coerce_request_id(message.id)
+        running = self._sdk_ids.get(key)
+        if running is not None:
+            if running > 1:
+                self._sdk_ids[key] = running - 1
+            else:
+                del self._sdk_ids[key]
+                self._taken_over.discard(key)
+        if self._handshake != "sent":
+            return
+        if key != self._initialize_id:
             return
         version = message.result.get("protocolVersion") if isinstance(message, JSONRPCResponse) else None
         # The SDK serves tools/call from here on (it does not wait for notifications/initialized).
