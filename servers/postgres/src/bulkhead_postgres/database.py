@@ -362,6 +362,13 @@ class Database:
 
         A shape seen once runs as its literal text through the unnamed statement, which needs no
         Close later; a one-off query gains nothing from being prepared and cached.
+
+        Known difference (as for any prepared statement, `$n` ones included): PostgreSQL plans a
+        prepared statement again when a table it reads changes or the search path changes, but not
+        when a new object appears that the same names would now resolve to (a table of the same
+        name in an earlier schema of an unchanged search path, a better-matching function or
+        operator). Until asyncpg evicts it, the prepared shape keeps reading what it resolved to
+        when prepared, where its literal text would already resolve to the new object.
         """
         shapes = self._shapes
         if lifted.sql in shapes:
