@@ -446,3 +446,31 @@ async def test_a_lifted_comparand_picks_the_literals_operator_whatever_the_colum
                 assert outcomes[0] == ("rows", ([Column("id", "int4")], [[3]]))
     finally:
         await database.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+async def test_a_catalog_query_on_a_connection_ended_while_idle_is_reported_as_lost(
+    pg_database: PgDatabase,
+) -> None:
+    admin = await pg_database.connect()
+    database = Database(pg_database.dsn, LIMITS, pool_size=1)
+    outcomes: list[str] = []
+    try:
+        pid = (await database.catalog("SELECT pg_backend_pid()"))[0][0]
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(3):
+            try:
+                await database.catalog("SELECT 1")
+                outcomes.append("rows")
+            except Exception as error:  # any failure is an outcome to compare
+                outcomes.append(f"{type(error).__name__}: {error}")
+    finally:
+        await database.close()
+        await admin.close()
+    lost = (
+        "UnavailableError: The database connection was lost (the server may be restarting); "
+        "try the call again."
+    )
+    assert outcomes[0] in (lost, "rows")  # or the pool noticed first
+    assert outcomes[1:] == ["rows", "rows"]
