@@ -474,3 +474,23 @@ async def test_a_catalog_query_on_a_connection_ended_while_idle_is_reported_as_l
     )
     assert outcomes[0] in (lost, "rows")  # or the pool noticed first
     assert outcomes[1:] == ["rows", "rows"]
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+@pytest.mark.parametrize(("max_rows", "max_bytes"), [(3, 100_000), (500, 600)])
+async def test_a_lifted_statement_is_cut_where_its_literal_text_is(
+    pg_database: PgDatabase, max_rows: int, max_bytes: int
+) -> None:
+    limits = Limits(5000, 1000, 10_000, max_rows=max_rows, max_bytes=max_bytes, max_cell_chars=100)
+    database = Database(pg_database.dsn, limits, pool_size=1)
+    sql = "SELECT n, repeat('x', 40) AS pad FROM generate_series(1, 1000) AS n WHERE n > 2 AND n <= 900"
+    statement = check_read_only(sql)
+    assert statement.lifted is not None
+    try:
+        results = [await database.run(statement) for _ in range(3)]  # literal, then prepared
+    finally:
+        await database.close()
+    seen = {(repr(result.rows), result.rows_json, result.truncated_reason) for result in results}
+    assert len(seen) == 1, seen
+    assert results[0].truncated
